@@ -1,0 +1,33 @@
+"""Command-line interface: a thin layer over the library. Each command group lives in its own module."""
+
+import logging
+import os
+import sys
+
+from ..errors import L2VError
+from . import embed_cmd, models_cmd  # noqa: F401  (modules register their commands on `app`)
+from .app import app, err_console
+
+EXIT_ERROR = 2
+
+
+def main() -> None:
+    """Entry point: user errors become one red line on stderr and exit code 2, never a traceback."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for noisy in ("transformers", "peft", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        app()
+    except L2VError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("L2V_DEBUG"):
+            raise
+        err_console.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with L2V_DEBUG=1 for details)")
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,62 @@
+"""Trained model directories and PEFT LoRA adapters.
+
+A trained model is a directory holding `l2v-model.json` (base model spec, adapters in order, pooling, max
+length, query instruction) and one sub-directory per adapter. Adapters are applied in order and each is merged
+before the next is loaded, as LLM2Vec does for MNTP then SimCSE.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import L2VError
+
+MODEL_CONFIG = "l2v-model.json"
+MODEL_FORMAT = 1
+
+
+@dataclass
+class ModelDirConfig:
+    base_model: str
+    adapters: list[str] = field(default_factory=list)  # sub-directory names, applied in this order
+    pooling: str = "mean"
+    max_length: int = 512
+    query_instruction: str | None = None
+    bidirectional: bool = True
+    format: int = MODEL_FORMAT
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MODEL_CONFIG).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> "ModelDirConfig":
+        path = directory / MODEL_CONFIG
+        try:
+            data = json.loads(path.read_text())
+            config = cls(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise L2VError(f"cannot read model config {path}: {exc}") from exc
+        if config.format > MODEL_FORMAT:
+            raise L2VError(f"{path} has format {config.format}; this l2v-search reads up to {MODEL_FORMAT}, upgrade it")
+        base = Path(config.base_model).expanduser()
+        if not base.is_absolute() and (directory / base).exists():
+            config.base_model = str((directory / base).resolve())
+        return config
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / MODEL_CONFIG).is_file()
+
+
+def apply_adapters(model: nn.Module, adapter_dirs: list[Path]) -> nn.Module:
+    """Load each PEFT adapter onto `model` and merge it into the weights before the next one."""
+    from peft import PeftModel
+
+    for directory in adapter_dirs:
+        if not (directory / "adapter_config.json").is_file():
+            raise L2VError(f"not a PEFT adapter directory (no adapter_config.json): {directory}")
+        model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
+    return model

@@ -1,0 +1,325 @@
+"""`Encoder`: text in, L2-normalized float32 vectors out, from a decoder LLM with bidirectional attention."""
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import L2VError
+from .adapters import ModelDirConfig, apply_adapters, is_model_dir
+from .bidirectional import set_bidirectional
+from .models import DEFAULT_BASE, model_family, resolve_weights
+from .pooling import POOLING_MODES, pool
+
+log = logging.getLogger(__name__)
+
+# A trained model directory shipped inside the package; `model="default"` uses it when present.
+SHIPPED_DEFAULT = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_MAX_LENGTH = 512
+DEFAULT_BATCH_TOKENS = 8192
+
+
+@dataclass
+class EncodeStats:
+    """What the last `encode` call did; `truncated` counts texts cut at `max_length`."""
+
+    texts: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    batches: int = 0
+
+
+@dataclass
+class Tokenized:
+    ids: list[int]
+    pool_positions: list[int]
+    truncated: bool
+
+
+def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """`auto`: CUDA in fp16 when a GPU is present, else CPU in fp32 (bf16 is slower than fp32 on common CPUs)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise L2VError(f"unknown device {device!r}: {exc}") from exc
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise L2VError("device 'cuda' asked for, but no CUDA GPU is available")
+    if dtype == "auto":
+        return torch_device, torch.float16 if torch_device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise L2VError(f"unknown dtype {dtype!r}; choose auto, float32, float16 or bfloat16")
+    return torch_device, dtypes[dtype]
+
+
+class Encoder:
+    """Embeds texts with a (bidirectional, optionally LoRA-trained) decoder LLM.
+
+    Build one with `Encoder.from_pretrained(...)`; call `encode(texts)` for documents and
+    `encode(texts, instruction=...)` (or `encode_queries`) for queries. The instruction is attended to but not
+    pooled, so a query's vector describes the query, steered by the instruction.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        *,
+        pooling: str = "mean",
+        max_length: int = DEFAULT_MAX_LENGTH,
+        query_instruction: str | None = None,
+        name: str = "custom",
+        fingerprint: str = "",
+    ) -> None:
+        if pooling not in POOLING_MODES:
+            raise L2VError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        if max_length < 8:
+            raise L2VError(f"max_length must be at least 8 tokens, got {max_length}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.max_length = max_length
+        self.query_instruction = query_instruction
+        self.name = name
+        self.fingerprint = fingerprint or "unknown"
+        self.last_stats = EncodeStats()
+        self._prefix, self._suffix = _special_tokens_around_text(tokenizer)
+        if pooling == "last_token":
+            eos = tokenizer.eos_token_id
+            if eos is None:
+                raise L2VError("last_token pooling needs a tokenizer with an EOS token")
+            if not self._suffix or self._suffix[-1] != eos:
+                self._suffix = [*self._suffix, eos]
+        if pooling == "bos" and not self._prefix:
+            raise L2VError("bos pooling needs a tokenizer that adds a BOS token")
+        self._instruction_ids: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path = "default",
+        adapters: Sequence[str | Path] | None = None,
+        pooling: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_length: int | None = None,
+        bidirectional: bool | None = None,
+        query_instruction: str | None = None,
+    ) -> "Encoder":
+        """Load a model spec (see `l2v-search models`), apply adapters, and switch on bidirectional attention.
+
+        Arguments left as None take the trained model directory's settings, else mean pooling, 512 tokens,
+        bidirectional attention and no query instruction.
+        """
+        spec = str(model)
+        config = ModelDirConfig(base_model=spec)
+        model_dir: Path | None = None
+        if spec == "default":
+            if is_model_dir(SHIPPED_DEFAULT):
+                model_dir = SHIPPED_DEFAULT
+            else:
+                config.base_model = DEFAULT_BASE
+        elif is_model_dir(Path(spec).expanduser()):
+            model_dir = Path(spec).expanduser()
+        if model_dir is not None:
+            config = ModelDirConfig.load(model_dir)
+        adapter_dirs = [model_dir / name for name in config.adapters] if model_dir else []
+        adapter_dirs += [Path(a).expanduser() for a in adapters or []]
+
+        weights_dir, identity = resolve_weights(config.base_model)
+        model_family(weights_dir / "config.json")
+        torch_device, torch_dtype = pick_device(device, dtype)
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(weights_dir)
+            # Adapters are merged in fp32 so that the merged weights lose nothing; cast afterwards.
+            network = AutoModel.from_pretrained(weights_dir, dtype=torch.float32)
+        except OSError as exc:
+            raise L2VError(f"cannot read model weights in {weights_dir}: {exc}".splitlines()[0]) from exc
+        network = apply_adapters(network, adapter_dirs)
+        use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
+        set_bidirectional(network, use_bidirectional)
+        network.to(device=torch_device, dtype=torch_dtype)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        final_pooling = pooling or config.pooling
+        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional)
+        name = str(model_dir) if model_dir and model_dir != SHIPPED_DEFAULT else spec
+        return cls(
+            network,
+            tokenizer,
+            pooling=final_pooling,
+            max_length=max_length or config.max_length,
+            query_instruction=query_instruction if query_instruction is not None else config.query_instruction,
+            name=name,
+            fingerprint=fingerprint,
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> list[Tokenized]:
+        """Token ids per text ([specials] + instruction + text + [specials]) and the positions to pool."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise L2VError(f"text {i} is a {type(text).__name__}, not a string")
+            if not text.strip():
+                raise L2VError(f"text {i} is empty or only whitespace; there is nothing to embed")
+        instruction_ids = self._instruction_tokens(instruction)
+        budget = self.max_length - len(self._prefix) - len(instruction_ids) - len(self._suffix)
+        if budget < 1:
+            raise L2VError(f"the instruction alone fills max_length={self.max_length} tokens")
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        start = len(self._prefix) + len(instruction_ids)
+        result = []
+        for text_ids in encoded:
+            kept = text_ids[:budget]
+            ids = self._prefix + instruction_ids + kept + self._suffix
+            if self.pooling == "last_token":
+                positions = [len(ids) - 1]
+            elif self.pooling == "bos":
+                positions = [0]
+            else:
+                positions = list(range(start, start + len(kept)))
+            result.append(Tokenized(ids, positions, truncated=len(text_ids) > budget))
+        return result
+
+    def _instruction_tokens(self, instruction: str | None) -> list[int]:
+        if not instruction or not instruction.strip():
+            return []
+        if instruction not in self._instruction_ids:
+            text = instruction.strip()
+            if text[-1] not in ":.?!\n":
+                text += ":"
+            ids = self.tokenizer(text + " ", add_special_tokens=False)["input_ids"]
+            self._instruction_ids[instruction] = ids
+        return self._instruction_ids[instruction]
+
+    def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
+        """`encode` with the model's query instruction (none for an untrained base model)."""
+        return self.encode(texts, instruction=self.query_instruction, **kwargs)
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        instruction: str | None = None,
+        batch_size: int = 64,
+        normalize: bool = True,
+        show_progress: bool = False,
+        max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    ) -> np.ndarray:
+        """Embed `texts` into a (len(texts), dim) float32 array, in input order.
+
+        Texts are sorted by length and batched by a padded-token budget (`max_batch_tokens`, at most
+        `batch_size` texts), which wastes little compute on padding. Texts longer than `max_length` tokens are
+        truncated; the count is in `self.last_stats.truncated` and logged as a warning.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        self.last_stats = stats = EncodeStats(texts=len(texts))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        items = self.tokenize(texts, instruction)
+        stats.truncated = sum(item.truncated for item in items)
+        stats.tokens = sum(len(item.ids) for item in items)
+        if stats.truncated:
+            log.warning("%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.max_length)
+        order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
+        output = np.zeros((len(items), self.dim), dtype=np.float32)
+        progress = _ProgressBar(len(items)) if show_progress else None
+        for batch in _token_budget_batches(order, items, batch_size, max_batch_tokens):
+            vectors = self._forward([items[i] for i in batch])
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            output[batch] = vectors.cpu().numpy()
+            stats.batches += 1
+            if progress:
+                progress.advance(len(batch))
+        if progress:
+            progress.close()
+        return output
+
+    def _forward(self, batch: list[Tokenized]) -> torch.Tensor:
+        """Right-pad a batch, run the model and pool; returns float32 (batch, dim)."""
+        width = max(len(item.ids) for item in batch)
+        pad_id = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        pool_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, item in enumerate(batch):
+            input_ids[row, : len(item.ids)] = torch.tensor(item.ids)
+            attention[row, : len(item.ids)] = 1
+            pool_mask[row, item.pool_positions] = 1
+        device = self.device
+        hidden = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+        return pool(hidden.float(), pool_mask.to(device), self.pooling)
+
+
+def _token_budget_batches(order: list[int], items: list[Tokenized], batch_size: int, max_tokens: int):
+    """Group indices (sorted longest first) so that each padded batch holds at most `max_tokens` tokens."""
+    batch: list[int] = []
+    for index in order:
+        width = len(items[batch[0]].ids) if batch else len(items[index].ids)
+        if batch and (len(batch) + 1 > batch_size or (len(batch) + 1) * width > max_tokens):
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+def _special_tokens_around_text(tokenizer) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after a text (e.g. [BOS], [])."""
+    plain = tokenizer("hello world", add_special_tokens=False)["input_ids"]
+    full = tokenizer("hello world")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
+def _fingerprint(identity: str, adapter_dirs: list[Path], pooling: str, bidirectional: bool) -> str:
+    """A short hash of everything that changes document vectors: weights, adapters, pooling, attention."""
+    digest = hashlib.sha256(json.dumps([identity, pooling, bidirectional]).encode())
+    for directory in adapter_dirs:
+        for path in sorted(directory.glob("adapter_model.*")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class _ProgressBar:
+    """A transient Rich progress bar over texts."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        )
+        self._task = self._bar.add_task("embed", total=total)
+        self._bar.start()
+
+    def advance(self, count: int) -> None:
+        self._bar.advance(self._task, count)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+__all__ = ["EncodeStats", "Encoder", "pick_device"]

