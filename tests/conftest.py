@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-from transformers import AutoModel, PreTrainedTokenizerFast
 from transformers import (
+    AutoModel,
     Gemma2Config,
     Gemma3TextConfig,
     GemmaConfig,
     LlamaConfig,
     MistralConfig,
+    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen3Config,
 )
@@ -41,7 +42,10 @@ def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(TRAINING_TEXT, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -102,10 +106,14 @@ def tiny_model(family: str = "gemma3_text", seed: int = 0):
     return model, tokenizer
 
 
-def tiny_encoder(family: str = "gemma3_text", pooling: str = "mean", bidirectional: bool = True, **kwargs) -> Encoder:
+def tiny_encoder(
+    family: str = "gemma3_text", pooling: str = "mean", bidirectional: bool = True, **kwargs
+) -> Encoder:
     model, tokenizer = tiny_model(family)
     set_bidirectional(model, bidirectional)
-    return Encoder(model, tokenizer, pooling=pooling, name=f"tiny-{family}", fingerprint=f"tiny-{family}", **kwargs)
+    return Encoder(
+        model, tokenizer, pooling=pooling, name=f"tiny-{family}", fingerprint=f"tiny-{family}", **kwargs
+    )
 
 
 def save_tiny_model(directory: Path, family: str = "gemma3_text") -> Path:
@@ -136,3 +144,60 @@ def _isolated_cache(tmp_path, monkeypatch):
 def real_model_cache() -> Path:
     """The cache for tests that use the real default model: shared across runs so it converts only once."""
     return Path(os.environ.get("L2V_TEST_MODEL_CACHE", Path.home() / ".cache" / "l2v-search"))
+
+
+def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
+    """Write a tiny random Llama model with the tiny BPE tokenizer as a real GGUF file (fp32 tensors)."""
+    import json
+
+    import gguf
+    import numpy as np
+
+    tokenizer = build_tokenizer()
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    tokens = sorted(state["model"]["vocab"], key=state["model"]["vocab"].get)
+    hidden, inner, layers, heads, kv_heads = 32, 64, 2, 4, 2
+    writer = gguf.GGUFWriter(str(path), arch="llama")
+    writer.add_context_length(256)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(inner)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t.startswith("<") and t.endswith(">") else 1 for t in tokens])
+    writer.add_token_merges([" ".join(merge) for merge in state["model"]["merges"]])
+    writer.add_bos_token_id(2)
+    writer.add_eos_token_id(1)
+    writer.add_pad_token_id(0)
+    writer.add_add_bos_token(True)
+    rng = np.random.default_rng(seed)
+
+    def tensor(name: str, *shape: int) -> None:
+        writer.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+
+    kv = hidden // heads * kv_heads
+    tensor("token_embd.weight", len(tokens), hidden)
+    for block in range(layers):
+        writer.add_tensor(f"blk.{block}.attn_norm.weight", np.ones(hidden, np.float32))
+        writer.add_tensor(f"blk.{block}.ffn_norm.weight", np.ones(hidden, np.float32))
+        for name, shape in [
+            ("attn_q", (hidden, hidden)),
+            ("attn_k", (kv, hidden)),
+            ("attn_v", (kv, hidden)),
+            ("attn_output", (hidden, hidden)),
+            ("ffn_gate", (inner, hidden)),
+            ("ffn_up", (inner, hidden)),
+            ("ffn_down", (hidden, inner)),
+        ]:
+            tensor(f"blk.{block}.{name}.weight", *shape)
+    writer.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    tensor("output.weight", len(tokens), hidden)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

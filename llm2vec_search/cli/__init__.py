@@ -11,13 +11,24 @@ from .app import app, err_console
 EXIT_ERROR = 2
 
 
-def main() -> None:
-    """Entry point: user errors become one red line on stderr and exit code 2, never a traceback."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for noisy in ("transformers", "peft", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+def _quiet_libraries() -> None:
+    """Our own notes go to stderr; the libraries' loading chatter and progress bars do not."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours = logging.getLogger("llm2vec_search")
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    for noisy in ("transformers", "peft", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main() -> None:
+    """Entry point: user errors become one red line on stderr and exit code 2, never a traceback."""
+    _quiet_libraries()
     try:
         app()
     except L2VError as exc:
@@ -29,5 +40,7 @@ def main() -> None:
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("L2V_DEBUG"):
             raise
-        err_console.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with L2V_DEBUG=1 for details)")
+        err_console.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with L2V_DEBUG=1 for details)"
+        )
         sys.exit(EXIT_ERROR)

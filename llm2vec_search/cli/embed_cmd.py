@@ -12,20 +12,33 @@ from .app import ModelOption, app, console, err_console
 def embed(
     texts: list[str] = typer.Argument(..., help="Texts to embed."),
     model: str = ModelOption,
-    instruction: str | None = typer.Option(None, help="Instruction the model sees but does not pool (queries)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the vectors as JSON instead of a similarity table."),
-    pooling: str | None = typer.Option(None, help="mean, weighted_mean, last_token or bos (default: the model's)."),
+    instruction: str | None = typer.Option(
+        None, help="Instruction the model sees but does not pool (queries)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the vectors as JSON instead of a similarity table."
+    ),
+    pooling: str | None = typer.Option(
+        None, help="mean, weighted_mean, last_token or bos (default: the model's)."
+    ),
     causal: bool = typer.Option(False, "--causal", help="Keep causal attention (for comparison)."),
 ) -> None:
     """Embed TEXTS; print cosine similarities between them (or the vectors with --json)."""
     from ..encoder import Encoder
+    from ..encoder.encoder import validate_texts
 
+    validate_texts(texts)
     encoder = Encoder.from_pretrained(model, pooling=pooling, bidirectional=False if causal else None)
     vectors = encoder.encode(texts, instruction=instruction)
     if encoder.last_stats.truncated:
-        err_console.print(f"note: {encoder.last_stats.truncated} text(s) truncated to {encoder.max_length} tokens")
+        err_console.print(
+            f"note: {encoder.last_stats.truncated} text(s) truncated to {encoder.max_length} tokens"
+        )
     if as_json:
-        rows = [{"text": t, "embedding": [round(float(x), 6) for x in v]} for t, v in zip(texts, vectors, strict=True)]
+        rows = [
+            {"text": t, "embedding": [round(float(x), 6) for x in v]}
+            for t, v in zip(texts, vectors, strict=True)
+        ]
         print(json.dumps({"model": encoder.name, "dim": encoder.dim, "data": rows}))
         return
     similarities = vectors @ vectors.T

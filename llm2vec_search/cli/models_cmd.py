@@ -22,4 +22,6 @@ def models() -> None:
             row.hint,
         )
     console.print(table)
-    console.print("Also accepted: a path to a .gguf file, a Hugging Face model directory, a trained model directory.")
+    console.print(
+        "Also accepted: a path to a .gguf file, a Hugging Face model directory, a trained model directory."
+    )

@@ -2,7 +2,7 @@
 
 from .adapters import ModelDirConfig
 from .bidirectional import AttentionCheck, check_attention, set_bidirectional
-from .encoder import EncodeStats, Encoder, pick_device
+from .encoder import Encoder, EncodeStats, pick_device
 from .pooling import POOLING_MODES, pool
 
 __all__ = [

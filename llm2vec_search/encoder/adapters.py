@@ -40,7 +40,9 @@ class ModelDirConfig:
         except (OSError, ValueError, TypeError) as exc:
             raise L2VError(f"cannot read model config {path}: {exc}") from exc
         if config.format > MODEL_FORMAT:
-            raise L2VError(f"{path} has format {config.format}; this l2v-search reads up to {MODEL_FORMAT}, upgrade it")
+            raise L2VError(
+                f"{path} has format {config.format}; this l2v-search reads up to {MODEL_FORMAT}, upgrade it"
+            )
         base = Path(config.base_model).expanduser()
         if not base.is_absolute() and (directory / base).exists():
             config.base_model = str((directory / base).resolve())

@@ -1,9 +1,10 @@
 """Switch a decoder's self-attention between causal and bidirectional, and prove which one it uses.
 
 transformers 5 builds the attention mask from `config.is_causal`: with it False, every family's mask helpers
-return a bidirectional (padding-only) mask. When a batch has no padding the mask is skipped altogether and SDPA
-falls back to each attention module's own `is_causal` flag, so both must be switched: the config alone leaves
-unpadded batches causal, the modules alone leave padded batches causal.
+return a bidirectional (padding-only) mask. Switching only the attention modules' `is_causal` flags is not
+enough (padded batches still get a causal mask from the config); we switch the config and, so that no kernel
+path that reads a module's own flag (SDPA or flash attention without a mask) can fall back to causal, the
+modules too.
 """
 
 from dataclasses import dataclass
@@ -48,12 +49,14 @@ class AttentionCheck:
 
 
 @torch.inference_mode()
-def check_attention(model: nn.Module, vocab_size: int | None = None, tolerance: float = 1e-4) -> AttentionCheck:
+def check_attention(
+    model: nn.Module, vocab_size: int | None = None, tolerance: float = 1e-4
+) -> AttentionCheck:
     """Measure, on random token ids, whether `model` looks ahead and whether padding leaks into the states.
 
-    Token 0's hidden state must change when only the last token changes (it can see the future), and a text run
-    alone must match the same text inside a left- and a right-padded batch (padding is masked out in both).
-    Errors are relative to the states' largest magnitude; run it in fp32, the tolerance is for fp32 arithmetic.
+    Token 0's hidden state must change when only the last token changes (it can see the future), and a text
+    run alone must match the same text inside a left- and a right-padded batch (padding masked out in both).
+    Errors are relative to the states' largest magnitude; run it in fp32 (the tolerance is for fp32 math).
     """
     was_training = model.training
     model.eval()
@@ -78,9 +81,13 @@ def check_attention(model: nn.Module, vocab_size: int | None = None, tolerance: 
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     padding = torch.full((1, pad), pad_id)
     right = torch.cat([torch.cat([ids, padding], 1), longer])
-    right_mask = torch.cat([torch.cat([ones, torch.zeros(1, pad, dtype=ones.dtype)], 1), torch.ones(1, 20)]).long()
+    right_mask = torch.cat(
+        [torch.cat([ones, torch.zeros(1, pad, dtype=ones.dtype)], 1), torch.ones(1, 20)]
+    ).long()
     left = torch.cat([torch.cat([padding, ids], 1), longer])
-    left_mask = torch.cat([torch.cat([torch.zeros(1, pad, dtype=ones.dtype), ones], 1), torch.ones(1, 20)]).long()
+    left_mask = torch.cat(
+        [torch.cat([torch.zeros(1, pad, dtype=ones.dtype), ones], 1), torch.ones(1, 20)]
+    ).long()
     right_error = (states(right, right_mask)[0, : ids.shape[1]] - alone).abs().max().item() / scale
     left_error = (states(left, left_mask)[0, pad:] - alone).abs().max().item() / scale
     model.train(was_training)

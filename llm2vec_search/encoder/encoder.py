@@ -43,7 +43,7 @@ class Tokenized:
 
 
 def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """`auto`: CUDA in fp16 when a GPU is present, else CPU in fp32 (bf16 is slower than fp32 on common CPUs)."""
+    """`auto`: CUDA in fp16 when a GPU is present, else CPU in fp32 (bf16 is slower than fp32 on our CPUs)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -54,8 +54,14 @@ def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device
         raise L2VError("device 'cuda' asked for, but no CUDA GPU is available")
     if dtype == "auto":
         return torch_device, torch.float16 if torch_device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    dtypes = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype not in dtypes:
         raise L2VError(f"unknown dtype {dtype!r}; choose auto, float32, float16 or bfloat16")
     return torch_device, dtypes[dtype]
@@ -144,8 +150,12 @@ class Encoder:
             tokenizer = AutoTokenizer.from_pretrained(weights_dir)
             # Adapters are merged in fp32 so that the merged weights lose nothing; cast afterwards.
             network = AutoModel.from_pretrained(weights_dir, dtype=torch.float32)
-        except OSError as exc:
-            raise L2VError(f"cannot read model weights in {weights_dir}: {exc}".splitlines()[0]) from exc
+        except Exception as exc:  # OSError or a safetensors/tokenizers error: unreadable files
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise L2VError(
+                f"cannot read model weights in {weights_dir}: {first_line} "
+                "(if this is a cache entry, delete it to convert again)"
+            ) from exc
         network = apply_adapters(network, adapter_dirs)
         use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
         set_bidirectional(network, use_bidirectional)
@@ -160,7 +170,9 @@ class Encoder:
             tokenizer,
             pooling=final_pooling,
             max_length=max_length or config.max_length,
-            query_instruction=query_instruction if query_instruction is not None else config.query_instruction,
+            query_instruction=query_instruction
+            if query_instruction is not None
+            else config.query_instruction,
             name=name,
             fingerprint=fingerprint,
         )
@@ -175,11 +187,7 @@ class Encoder:
 
     def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> list[Tokenized]:
         """Token ids per text ([specials] + instruction + text + [specials]) and the positions to pool."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise L2VError(f"text {i} is a {type(text).__name__}, not a string")
-            if not text.strip():
-                raise L2VError(f"text {i} is empty or only whitespace; there is nothing to embed")
+        validate_texts(texts)
         instruction_ids = self._instruction_tokens(instruction)
         budget = self.max_length - len(self._prefix) - len(instruction_ids) - len(self._suffix)
         if budget < 1:
@@ -239,7 +247,9 @@ class Encoder:
         stats.truncated = sum(item.truncated for item in items)
         stats.tokens = sum(len(item.ids) for item in items)
         if stats.truncated:
-            log.warning("%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.max_length)
+            log.warning(
+                "%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.max_length
+            )
         order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
         output = np.zeros((len(items), self.dim), dtype=np.float32)
         progress = _ProgressBar(len(items)) if show_progress else None
@@ -267,8 +277,19 @@ class Encoder:
             attention[row, : len(item.ids)] = 1
             pool_mask[row, item.pool_positions] = 1
         device = self.device
-        hidden = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+        hidden = self.model(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device)
+        ).last_hidden_state
         return pool(hidden.float(), pool_mask.to(device), self.pooling)
+
+
+def validate_texts(texts: Sequence[str]) -> None:
+    """Refuse what cannot be embedded, naming the text: non-strings and empty or whitespace-only strings."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise L2VError(f"text {i} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise L2VError(f"text {i} is empty or only whitespace; there is nothing to embed")
 
 
 def _token_budget_batches(order: list[int], items: list[Tokenized], batch_size: int, max_tokens: int):

