@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..errors import L2VError
-from . import embed_cmd, models_cmd  # noqa: F401  (modules register their commands on `app`)
+from . import embed_cmd, eval_cmd, index_cmd, models_cmd, query_cmd, serve_cmd, train_cmd  # noqa: F401  (modules register their commands on `app`)
 from .app import app, err_console
 
 EXIT_ERROR = 2

@@ -1,0 +1,347 @@
+"""Encoder throughput: our `Encoder.encode` vs sentence-transformers vs a plain transformers loop.
+
+All three run the same weights, the same bidirectional attention and mean pooling, on the same texts, in one
+process, after a warm-up:
+
+- ours: `Encoder.encode` (length sorting, padded-token budget per batch, inference mode);
+- sentence-transformers: a `SentenceTransformer` built from the converted Hugging Face directory plus mean
+  pooling, its attention switched to bidirectional with `set_bidirectional`;
+- plain loop: the tokenizer pads each batch of 32 texts (in input order) to its longest text, mean pooling.
+
+Workloads, each shuffled so that lengths are mixed as in real corpora: short texts (Wikipedia sentences,
+~30 tokens), long texts (SciFact abstracts cut to 256 tokens), and both together ("mixed"). Tokens/s counts
+the real tokens of the texts (specials included, padding not), so every method is credited for the same work.
+
+On CPU an int8 row (`Encoder.from_pretrained(..., quantize="int8")`) is added; on a GPU, fp16 rows and the
+fraction of the peak FLOP rate (2 · non-embedding params · tokens / time / peak, where the peak is measured
+with a large matmul in the same dtype unless `--peak-tflops` is given).
+
+    python benchmarks/encode_throughput.py                          # default model, 256 short + 64 long texts
+    python benchmarks/encode_throughput.py --n-short 64 --n-long 16 --threads 2
+    python benchmarks/encode_throughput.py --methods ours,ours-int8 --n-short 0 --n-long 200   # int8 check
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+LONG_TOKENS = 256
+PLAIN_BATCH = 32
+METHODS = ("ours", "ours-int8", "sentence-transformers", "plain")
+AGREEMENT_MIN_COSINE = 0.9999
+# Whose vectors each method is checked against: the plain loop, except int8, which is checked against fp32.
+REFERENCE = {"ours": "plain", "sentence-transformers": "plain", "ours-int8": "ours"}
+
+
+@dataclass
+class Row:
+    """One timed (method, dtype, workload) cell."""
+
+    method: str
+    dtype: str
+    workload: str
+    texts: int
+    tokens: int
+    seconds: float
+    vectors: np.ndarray
+    peak_fraction: float | None = None  # GPU only
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.texts / self.seconds
+
+
+def load_texts(tokenizer, n_short: int, n_long: int, seed: int) -> dict[str, list[str]]:
+    """Short Wikipedia sentences, SciFact abstracts cut to LONG_TOKENS tokens, and both shuffled together."""
+    sentences_path, corpus_path = DATA / "wiki_en" / "sentences.txt", DATA / "scifact" / "corpus.jsonl"
+    for path in (sentences_path, corpus_path):
+        if not path.is_file():
+            sys.exit(f"missing benchmark data: {path} (see ../shared/data/README.md)")
+    rng = random.Random(seed)
+    sentences = [line for line in sentences_path.read_text().splitlines() if line.strip()]
+    short = rng.sample(sentences, n_short)
+    docs = [json.loads(line) for line in corpus_path.read_text().splitlines() if line.strip()]
+    long = []
+    for doc in rng.sample(docs, n_long):
+        ids = tokenizer(f"{doc['title']}\n{doc['text']}", add_special_tokens=False)["input_ids"]
+        long.append(tokenizer.decode(ids[:LONG_TOKENS]))
+    mixed = short + long
+    rng.shuffle(mixed)
+    workloads = {"short": short, "long": long, "mixed": mixed}
+    return {name: texts for name, texts in workloads.items() if texts}
+
+
+def plain_loop(model, tokenizer, device: torch.device) -> Callable[[list[str]], np.ndarray]:
+    """The baseline: batches of 32 in input order, padded to the longest, mean over the text's tokens."""
+
+    @torch.inference_mode()
+    def encode(texts: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), PLAIN_BATCH):
+            batch = tokenizer(
+                texts[start : start + PLAIN_BATCH],
+                padding=True,
+                return_tensors="pt",
+                return_special_tokens_mask=True,
+            ).to(device)
+            hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            # Pool the text's own tokens, not BOS/EOS, as `Encoder` does, so that vectors can be compared.
+            mask = (batch["attention_mask"] * (1 - batch["special_tokens_mask"])).unsqueeze(-1)
+            pooled = (hidden.last_hidden_state.float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+        return torch.cat(out).numpy()
+
+    return encode
+
+
+def sentence_transformer(weights_dir: Path, device: torch.device, dtype: torch.dtype, max_length: int):
+    """A SentenceTransformer over the same converted weights, mean pooling, bidirectional attention."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    from llm2vec_search.encoder.bidirectional import set_bidirectional
+
+    transformer = Transformer(str(weights_dir), max_seq_length=max_length, model_kwargs={"dtype": dtype})
+    set_bidirectional(transformer.auto_model, True)
+    pooling = Pooling(transformer.get_embedding_dimension(), "mean")
+    model = SentenceTransformer(modules=[transformer, pooling], device=str(device))
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, batch_size=PLAIN_BATCH, convert_to_numpy=True, normalize_embeddings=True)
+
+    return encode
+
+
+def build_methods(args, device: torch.device, dtype_name: str):
+    """({name: encode function} for the methods asked for on this device and dtype, our fp32/fp16 Encoder)."""
+    from llm2vec_search.encoder import Encoder
+    from llm2vec_search.encoder.models import resolve_weights
+
+    encoder = Encoder.from_pretrained(args.model, device=str(device), dtype=dtype_name)
+    methods: dict[str, Callable[[list[str]], np.ndarray]] = {}
+    if "ours" in args.methods:
+        methods["ours"] = lambda texts: encoder.encode(texts, max_batch_tokens=args.max_batch_tokens)
+    if "ours-int8" in args.methods and device.type == "cpu" and dtype_name == "float32":
+        quantized = Encoder.from_pretrained(args.model, device="cpu", quantize="int8")
+        methods["ours-int8"] = lambda texts: quantized.encode(texts, max_batch_tokens=args.max_batch_tokens)
+    if "sentence-transformers" in args.methods:
+        weights_dir, _ = resolve_weights(args.st_weights)
+        methods["sentence-transformers"] = sentence_transformer(
+            weights_dir, device, encoder.model.dtype, encoder.max_length
+        )
+    if "plain" in args.methods:
+        methods["plain"] = plain_loop(encoder.model, encoder.tokenizer, device)
+    return methods, encoder
+
+
+def time_call(encode: Callable[[list[str]], np.ndarray], texts: list[str], device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    vectors = encode(texts)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, vectors
+
+
+def non_embedding_params(model) -> int:
+    """Parameters that do multiply-adds: all but the token embedding table (a lookup)."""
+    embedding = model.get_input_embeddings().weight.numel()
+    return sum(p.numel() for p in model.parameters()) - embedding
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype, size: int = 8192, repeats: int = 20) -> float:
+    """The FLOP rate a large square matmul reaches here: a measured stand-in for the datasheet peak."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def run(args) -> list[Row]:
+    from llm2vec_search.encoder import pick_device
+
+    device, _ = pick_device(args.device)
+    dtypes = ["float32", "float16"] if device.type == "cuda" else ["float32"]
+    rows: list[Row] = []
+    for dtype_name in dtypes:
+        methods, encoder = build_methods(args, device, dtype_name)
+        workloads = load_texts(encoder.tokenizer, args.n_short, args.n_long, args.seed)
+        token_counts = {
+            name: sum(len(ids) for ids in encoder.tokenizer(texts)["input_ids"])
+            for name, texts in workloads.items()
+        }
+        warm = [text for texts in workloads.values() for text in texts[:4]]
+        for encode in methods.values():
+            encode(warm)
+        for workload, texts in workloads.items():
+            for method, encode in methods.items():
+                seconds, vectors = min(
+                    (time_call(encode, texts, device) for _ in range(args.repeats)), key=lambda r: r[0]
+                )
+                row = Row(method, dtype_name, workload, len(texts), token_counts[workload], seconds, vectors)
+                rows.append(row)
+                print(
+                    f"  {method:22s} {dtype_name:8s} {workload:6s} {row.tokens_per_s:9.0f} tokens/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if device.type == "cuda":
+            flops_per_token = 2 * non_embedding_params(encoder.model)
+            peak = (
+                args.peak_tflops * 1e12
+                if args.peak_tflops
+                else matmul_peak_flops(device, encoder.model.dtype)
+            )
+            for row in rows:
+                if row.dtype == dtype_name:
+                    row.peak_fraction = flops_per_token * row.tokens_per_s / peak
+            print(f"  peak {dtype_name}: {peak / 1e12:.1f} TFLOP/s", file=sys.stderr)
+        del methods, encoder
+    return rows
+
+
+def ratio(rows: list[Row], row: Row, method: str) -> str:
+    base = find(rows, method, row.dtype, row.workload)
+    return f"{row.tokens_per_s / base.tokens_per_s:.2f}x" if base else "-"
+
+
+def print_table(rows: list[Row]) -> None:
+    """One line per method × dtype × workload; ratios compare tokens/s within the same dtype and workload."""
+    gpu = any(row.peak_fraction is not None for row in rows)
+    columns = ["method", "dtype", "texts", "tokens/s", "texts/s", "vs plain", "vs ST"] + (
+        ["peak %"] if gpu else []
+    )
+    lines = []
+    for row in sorted(rows, key=lambda r: (r.dtype, r.workload != "short", r.workload)):
+        cells = [
+            row.method,
+            row.dtype,
+            row.workload,
+            f"{row.tokens_per_s:.0f}",
+            f"{row.texts_per_s:.1f}",
+            ratio(rows, row, "plain"),
+            ratio(rows, row, "sentence-transformers"),
+        ]
+        if gpu:
+            cells.append(f"{100 * row.peak_fraction:.1f}%")
+        lines.append(cells)
+    widths = [max(len(c) for c in column) for column in zip(columns, *lines, strict=True)]
+    for cells in [columns, *lines]:
+        print(
+            "  ".join(
+                c.ljust(w) if i < 3 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
+
+
+def find(rows: list[Row], method: str, dtype: str, workload: str) -> Row | None:
+    return next((r for r in rows if (r.method, r.dtype, r.workload) == (method, dtype, workload)), None)
+
+
+def print_agreement(rows: list[Row]) -> bool:
+    """Per-text cosine of each method's float32 vectors with its REFERENCE's. True unless ours disagrees."""
+    ok = True
+    print("\nagreement (cosine per text, float32):")
+    for row in rows:
+        base = find(rows, REFERENCE.get(row.method, ""), "float32", row.workload)
+        if row.dtype != "float32" or base is None:
+            continue
+        cosines = (row.vectors * base.vectors).sum(1)
+        note = ""
+        if row.method == "ours":
+            passed = cosines.min() >= AGREEMENT_MIN_COSINE
+            ok &= passed
+            note = "ok" if passed else f"FAIL (< {AGREEMENT_MIN_COSINE})"
+        elif row.method == "sentence-transformers":
+            note = "(its mean includes the BOS token)"
+        print(
+            f"  {row.method:22s} vs {base.method:5s} {row.workload:6s} "
+            f"min {cosines.min():.6f} mean {cosines.mean():.6f} {note}"
+        )
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="default", help="model spec for ours and the plain loop")
+    parser.add_argument(
+        "--st-weights",
+        default="gemma3-270m",
+        help="weights spec for sentence-transformers (same as --model's)",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--n-short", type=int, default=256)
+    parser.add_argument("--n-long", type=int, default=64)
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--max-batch-tokens", type=int, default=None, help="ours: padded tokens per batch")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="time each cell this many times, keep the best"
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="GPU peak for the dtype (else measured)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
+    if args.max_batch_tokens is None:
+        from llm2vec_search.encoder.encoder import DEFAULT_BATCH_TOKENS
+
+        args.max_batch_tokens = DEFAULT_BATCH_TOKENS
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+
+    cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    rows = run(args)
+    load_after = os.getloadavg()[0]
+    print(
+        f"\nmodel {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, {cores} cores, "
+        f"max_batch_tokens {args.max_batch_tokens}, best of {args.repeats}"
+    )
+    print_table(rows)
+    ok = print_agreement(rows)
+    print(
+        f"\ntotal {time.perf_counter() - started:.0f} s; load average {load_before:.1f} before, "
+        f"{load_after:.1f} after, on {cores} cores"
+    )
+    if load_before > 0.5:
+        print(
+            "the machine was shared with other work while this ran: absolute rates are lower and noisier "
+            "than on an idle machine; ratios measured in the same run are the figures to read"
+        )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

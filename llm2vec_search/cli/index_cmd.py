@@ -1,0 +1,179 @@
+"""`l2v-search index` (build or update an index from folders) and `l2v-search status` (what it holds)."""
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import L2VError
+from .app import app, console, err_console
+
+IndexDirOption = typer.Option(
+    None,
+    "--index-dir",
+    envvar="L2V_SEARCH_INDEX_DIR",
+    help="Folder holding named indexes (default ./indexes).",
+)
+NameOption = typer.Option(
+    "default", "--name", "-n", help="Index name (a folder under --index-dir), or a path to an index folder."
+)
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+class _ProgressView:
+    """Rich progress on stderr: files hashed, then bytes of changed files embedded, with chunks/s and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.started = False
+
+    def __enter__(self) -> "_ProgressView":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            self.bar.stop()
+
+    def __call__(self, event) -> None:
+        if not self.started:  # started on the first event, so an early error prints nothing but itself
+            self.bar.start()
+            self.started = True
+        if event.phase == "scan":
+            self._task(
+                "checking files",
+                event.files_total,
+                event.files_done,
+                f"{event.files_done}/{event.files_total}",
+            )
+            return
+        speed = event.chunks_embedded / event.seconds if event.seconds > 0 else 0.0
+        detail = (
+            f"{event.files_done}/{event.files_total} files, {event.chunks_embedded} chunks ({speed:.1f}/s)"
+        )
+        self._task("embedding", max(event.bytes_total, 1), event.bytes_done, detail)
+
+    def _task(self, label: str, total: int, done: int, detail: str) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(label, total=total, detail="")
+        self.bar.update(self.tasks[label], total=total, completed=done, detail=detail)
+
+
+@app.command("index")
+def index_command(
+    paths: list[Path] = typer.Argument(..., help="Files or folders to index."),
+    name: str = NameOption,
+    index_dir: Path | None = IndexDirOption,
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model spec (default: the index's own model; 'default' for a new index)."
+    ),
+    include: list[str] = typer.Option(
+        [], "--include", help="Only index files matching this glob (repeatable)."
+    ),
+    exclude: list[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Start a fresh index (the old one is searchable until done)."
+    ),
+    chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Chunk size in model tokens."),
+    overlap_tokens: int | None = typer.Option(
+        None, "--overlap-tokens", help="Overlap between chunks in tokens."
+    ),
+    index_type: str | None = typer.Option(
+        None,
+        "--index-type",
+        help="auto, flat, hnsw, ivf or ivfsq (default: auto, or the index's current type).",
+    ),
+) -> None:
+    """Index PATHS into an index (created if needed); reruns only embed new and changed files."""
+    from ..indexing import Index
+
+    for path in paths:  # checked before the model loads, which takes seconds
+        if not path.exists():
+            raise L2VError(f"path not found: {path}")
+    with Index.open(
+        name,
+        root=index_dir,
+        model=model,
+        create=True,
+        rebuild=rebuild,
+        chunk_tokens=chunk_tokens,
+        overlap_tokens=overlap_tokens,
+        index_type=index_type,
+    ) as index:
+        with _ProgressView() as view:
+            summary = index.update(paths, include=include, exclude=exclude, progress=view)
+        status = index.status()
+    table = Table(title=f"index '{status.name}' ({status.path})", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("files added", summary.files_added),
+        ("files changed", summary.files_changed),
+        ("files removed", summary.files_removed),
+        ("files unchanged", summary.files_unchanged),
+        *((f"skipped ({reason})", count) for reason, count in sorted(summary.skipped.items())),
+        ("chunks embedded", summary.chunks_added),
+        ("chunks removed", summary.chunks_removed),
+        ("time", f"{summary.seconds:.1f} s"),
+        ("index now", f"{status.files} files, {status.chunks} chunks"),
+        ("size on disk", human_bytes(status.size_bytes)),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+@app.command("status")
+def status_command(
+    name: str = NameOption,
+    index_dir: Path | None = IndexDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Show what an index holds: files, chunks, model, dimension, size on disk, last run."""
+    from ..indexing import Index
+
+    with Index.open(name, root=index_dir) as index:
+        status = index.status()
+    if as_json:
+        print(json.dumps(status.to_dict()))
+        return
+    table = Table(title=f"index '{status.name}'", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    last = status.last_run or {}
+    for label, value in (
+        ("path", status.path),
+        ("files", status.files),
+        ("chunks", status.chunks),
+        ("model", status.model),
+        ("fingerprint", status.fingerprint),
+        ("dimension", status.dim),
+        ("pooling", status.pooling),
+        ("chunking", f"{status.chunk_tokens} tokens, {status.overlap_tokens} overlap"),
+        ("vector index", f"{status.vector_index} (type {status.index_type})"),
+        ("size on disk", human_bytes(status.size_bytes)),
+        ("created", status.created_at),
+        (
+            "last run",
+            f"{status.last_run_at} ({last.get('seconds', 0):.1f} s)" if status.last_run_at else "never",
+        ),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)

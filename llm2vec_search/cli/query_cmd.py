@@ -1,0 +1,82 @@
+"""`l2v-search query`: one search printed for people or programs, or an interactive search loop."""
+
+from pathlib import Path
+
+import typer
+
+from ..errors import L2VError
+from .app import app, console, err_console
+from .index_cmd import IndexDirOption, NameOption
+
+# The mode used when none is given (CLI and interactive loop); the eval helper measures which is best.
+DEFAULT_SEARCH_MODE = "hybrid"
+EXIT_NO_HITS = 1
+
+
+def check_settings(k: int, mode: str) -> None:
+    """Reject a bad k or mode before anything is loaded."""
+    from ..search import SEARCH_MODES
+
+    if mode not in SEARCH_MODES:
+        raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+    if k < 1:
+        raise L2VError(f"k must be at least 1, got {k}")
+
+
+def print_hits(hits, query: str) -> None:
+    """A table on a terminal; plain text blocks when stdout is a pipe or a file; nothing for no hits."""
+    from .render import hits_plain, hits_table
+
+    if not hits:
+        return
+    if console.is_terminal:
+        console.print(hits_table(hits, query))
+    else:
+        print(hits_plain(hits, query))
+
+
+@app.command("query")
+def query_command(
+    text: str | None = typer.Argument(None, help="What to search for; leave out for an interactive loop."),
+    name: str = NameOption,
+    index_dir: Path | None = IndexDirOption,
+    k: int = typer.Option(10, "-k", "--top-k", help="How many hits to show."),
+    mode: str = typer.Option(DEFAULT_SEARCH_MODE, "--mode", help="hybrid, dense or bm25."),
+    path: str | None = typer.Option(
+        None, "--path", help="Only chunks whose file path matches this glob (e.g. '*.md', 'docs/*')."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with every hit's fields."),
+    as_jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per hit, one per line."),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="Open the search loop (after searching TEXT, if given)."
+    ),
+) -> None:
+    """Search an index. Exit code 0 when something was found, 1 when nothing was, 2 on an error."""
+    check_settings(k, mode)
+    if as_json and as_jsonl:
+        raise L2VError("choose one of --json and --jsonl")
+    if (as_json or as_jsonl) and (interactive or text is None):
+        raise L2VError("--json and --jsonl need a query TEXT (they are for one-shot searches)")
+    if text is not None and not text.strip():
+        raise L2VError("the query is empty")
+    from ..indexing import Index
+
+    with Index.open(name, root=index_dir) as index:
+        if interactive or text is None:
+            from .interactive import SearchSession
+
+            SearchSession(index, k=k, mode=mode, path_glob=path).run(first_query=text)
+            return
+        hits = index.search(text, k=k, mode=mode, path_glob=path)
+    if as_json or as_jsonl:
+        from .render import hits_json, hits_jsonl
+
+        output = hits_json(text, mode, k, path, hits) if as_json else hits_jsonl(hits)
+        if output:
+            print(output)
+    else:
+        print_hits(hits, text)
+        if not hits:
+            err_console.print("no hits")
+    if not hits:
+        raise typer.Exit(EXIT_NO_HITS)

@@ -1,0 +1,247 @@
+"""`l2v-search train`: turn a decoder into an encoder the LLM2Vec way (MNTP → SimCSE, or supervised)."""
+
+import functools
+import inspect
+from pathlib import Path
+
+import typer
+
+from .app import ModelOption, app, console
+
+train_app = typer.Typer(
+    help="Train an encoder: MNTP, then SimCSE (`all` runs both), or supervised on (query, positive) pairs.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+RETRIEVAL_INSTRUCTION = "Given a query, retrieve relevant passages"  # as training.DEFAULT_QUERY_INSTRUCTION
+# Options every stage takes: name -> (type, help). Left out, each stage uses its recipe's default.
+SHARED_OPTIONS: dict[str, tuple[type, str]] = {
+    "steps": (int, "Optimizer steps (default: 1000)."),
+    "batch_size": (int, "Texts (or pairs) per step (default: MNTP 32, SimCSE 128, supervised 64)."),
+    "grad_accum": (int, "Batches accumulated per optimizer step (default: 1)."),
+    "lr": (float, "Peak learning rate (default: MNTP 5e-5, SimCSE 3e-5, supervised 2e-4)."),
+    "warmup_steps": (int, "Linear warm-up steps before linear decay (default: 0)."),
+    "max_length": (int, "Tokens per training text or block (default: MNTP 512, SimCSE 128, supervised 512)."),
+    "lora_r": (int, "LoRA rank (default: 16)."),
+    "lora_alpha": (int, "LoRA alpha (default: 32)."),
+    "lora_dropout": (float, "Dropout inside the LoRA layers (default: 0.05)."),
+    "seed": (int, "Seed for LoRA init, data order, masking and dropout (default: 42)."),
+    "save_every": (int, "Checkpoint every N steps (default: 100)."),
+    "device": (str, "auto, cpu, cuda or cuda:N (default: auto)."),
+    "dtype": (
+        str,
+        "auto (GPU: bf16/fp16 autocast; CPU: fp32), float32, bfloat16 or float16 (default: auto).",
+    ),
+}
+OutOption = typer.Option(..., "--out", "-o", help="Model directory to write: adapters, l2v-model.json, logs.")
+ResumeOption = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out.")
+TextFieldOption = typer.Option("text", help="Field holding the text in .jsonl files.")
+MiniBatchOption = typer.Option(
+    None, help="GradCache: texts per forward pass, so large batches fit in memory (default: whole batch)."
+)
+TemperatureOption = typer.Option(None, help="InfoNCE temperature (default: 0.05).")
+InstructionOption = typer.Option(
+    None, help='Query instruction recorded in the model ("" for none) (default: the starting model\'s).'
+)
+
+
+def with_shared_options(command):
+    """Give `command` the shared options as flags; it receives the ones given as one `shared` dict."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "shared"]
+    added = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, f"--{name.replace('_', '-')}", help=text),
+            annotation=kind | None,
+        )
+        for name, (kind, text) in SHARED_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        shared = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
+        return command(**kwargs, shared={k: v for k, v in shared.items() if v is not None})
+
+    wrapper.__signature__ = signature.replace(parameters=own + added)
+    wrapper.__annotations__ = {
+        **{k: v for k, v in command.__annotations__.items() if k != "shared"},
+        **{p.name: p.annotation for p in added},
+    }
+    return wrapper
+
+
+def _record(context: typer.Context) -> dict:
+    """Every option of the command as given or defaulted, for train-config.json (next to the command line)."""
+    return {"cli": dict(context.params)}
+
+
+def _report(out: Path, stage: str, losses: list[float] | None) -> None:
+    if losses is None:
+        console.print(f"{stage}: already trained in {out}")
+    elif losses:
+        console.print(f"{stage}: {len(losses)} steps, last loss {losses[-1]:.4f} → {out / stage}")
+
+
+@train_app.command()
+@with_shared_options
+def mntp(
+    context: typer.Context,
+    data: list[Path] = typer.Argument(..., help="Text files: .txt (a text per line) or .jsonl."),
+    model: str = ModelOption,
+    out: Path = OutOption,
+    mask_prob: float | None = typer.Option(None, help="Share of tokens masked (default: 0.2)."),
+    text_field: str = TextFieldOption,
+    query_instruction: str | None = InstructionOption,
+    resume: bool = ResumeOption,
+    shared: dict | None = None,
+) -> None:
+    """Masked next-token prediction: adapt the bidirectional model to see right-hand context."""
+    from ..training import MNTPSettings, StartingPoint, read_texts, train_mntp
+
+    settings = MNTPSettings(**shared, **({"mask_prob": mask_prob} if mask_prob is not None else {}))
+    texts = read_texts(data, text_field)
+    losses = train_mntp(
+        StartingPoint.from_spec(model),
+        texts,
+        settings,
+        out,
+        resume=resume,
+        record=_record(context),
+        query_instruction=query_instruction,
+    )
+    _report(out, "mntp", losses)
+
+
+def _contrastive_options(shared: dict, **options) -> dict:
+    return {**shared, **{k: v for k, v in options.items() if v is not None}}
+
+
+@train_app.command()
+@with_shared_options
+def simcse(
+    context: typer.Context,
+    data: list[Path] = typer.Argument(..., help="Sentence files: .txt (a sentence per line) or .jsonl."),
+    model: str = ModelOption,
+    out: Path = OutOption,
+    dropout: float | None = typer.Option(
+        None, help="Attention dropout that makes the two views (default: 0.3)."
+    ),
+    temperature: float | None = TemperatureOption,
+    mini_batch: int | None = MiniBatchOption,
+    text_field: str = TextFieldOption,
+    query_instruction: str | None = InstructionOption,
+    resume: bool = ResumeOption,
+    shared: dict | None = None,
+) -> None:
+    """Unsupervised SimCSE: two dropout views of each sentence are positives, the batch negatives.
+
+    Start from an MNTP-trained directory (`--model DIR`); with `--out` the same directory, the adapter is
+    added to it.
+    """
+    from ..training import SimCSESettings, StartingPoint, read_texts, train_simcse
+
+    settings = SimCSESettings(
+        **_contrastive_options(shared, dropout=dropout, temperature=temperature, mini_batch=mini_batch)
+    )
+    sentences = read_texts(data, text_field)
+    losses = train_simcse(
+        StartingPoint.from_spec(model),
+        sentences,
+        settings,
+        out,
+        resume=resume,
+        record=_record(context),
+        query_instruction=query_instruction,
+    )
+    _report(out, "simcse", losses)
+
+
+@train_app.command()
+@with_shared_options
+def supervised(
+    context: typer.Context,
+    data: list[Path] = typer.Argument(
+        ..., help='JSONL files of {"query": ..., "positive": ..., "negative": ...} (negative optional).'
+    ),
+    model: str = ModelOption,
+    out: Path = OutOption,
+    query_instruction: str | None = typer.Option(
+        None,
+        help=f"Instruction for queries, recorded in the model (default: {RETRIEVAL_INSTRUCTION}).",
+    ),
+    dropout: float | None = typer.Option(None, help="Attention dropout during training (default: 0)."),
+    temperature: float | None = TemperatureOption,
+    mini_batch: int | None = MiniBatchOption,
+    resume: bool = ResumeOption,
+    shared: dict | None = None,
+) -> None:
+    """Supervised contrastive training with in-batch and hard negatives."""
+    from ..training import StartingPoint, SupervisedSettings, read_pairs, train_supervised
+
+    settings = SupervisedSettings(
+        **_contrastive_options(
+            shared,
+            dropout=dropout,
+            temperature=temperature,
+            mini_batch=mini_batch,
+            query_instruction=query_instruction,
+        )
+    )
+    pairs = read_pairs(data)
+    losses = train_supervised(
+        StartingPoint.from_spec(model), pairs, settings, out, resume=resume, record=_record(context)
+    )
+    _report(out, "supervised", losses)
+
+
+@train_app.command(name="all")
+@with_shared_options
+def train_all(
+    context: typer.Context,
+    model: str = ModelOption,
+    out: Path = OutOption,
+    mntp_data: list[Path] = typer.Option(..., help="MNTP text file (repeat for more)."),
+    simcse_data: list[Path] = typer.Option(..., help="SimCSE sentence file (repeat for more)."),
+    text_field: str = TextFieldOption,
+    mask_prob: float | None = typer.Option(None, help="MNTP: share of tokens masked (default: 0.2)."),
+    dropout: float | None = typer.Option(None, help="SimCSE: attention dropout (default: 0.3)."),
+    temperature: float | None = TemperatureOption,
+    mini_batch: int | None = MiniBatchOption,
+    query_instruction: str | None = typer.Option(
+        RETRIEVAL_INSTRUCTION, help='Query instruction recorded in the model ("" for none).'
+    ),
+    resume: bool = ResumeOption,
+    shared: dict | None = None,
+) -> None:
+    """MNTP then SimCSE into one model directory (LLM2Vec's unsupervised recipe).
+
+    Options given apply to both stages; options left out take each stage's recipe default.
+    """
+    from ..training import MNTPSettings, SimCSESettings, StartingPoint, read_texts, train_mntp, train_simcse
+
+    mntp_settings = MNTPSettings(**shared, **({"mask_prob": mask_prob} if mask_prob is not None else {}))
+    simcse_settings = SimCSESettings(
+        **_contrastive_options(shared, dropout=dropout, temperature=temperature, mini_batch=mini_batch)
+    )
+    mntp_settings.validate()
+    simcse_settings.validate()
+    mntp_texts = read_texts(mntp_data, text_field)
+    sentences = read_texts(simcse_data, text_field)
+    record = _record(context)
+    losses = train_mntp(
+        StartingPoint.from_spec(model), mntp_texts, mntp_settings, out, resume=resume, record=record
+    )
+    _report(out, "mntp", losses)
+    losses = train_simcse(
+        StartingPoint.from_spec(str(out)),
+        sentences,
+        simcse_settings,
+        out,
+        resume=resume,
+        record=record,
+        query_instruction=query_instruction,
+    )
+    _report(out, "simcse", losses)

@@ -1,0 +1,171 @@
+"""Turn one file into plain text with "\\n" line endings, choosing the reader by suffix.
+
+A file that cannot give useful text raises `SkipFile` with a short reason ("binary", "undecodable",
+"unreadable", "empty", "encrypted", "broken"), which the indexer counts instead of failing the whole run.
+HTML headings come out as Markdown `#` lines so the chunker can use them as chunk headings.
+"""
+
+import logging
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _words(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
+RST_SUFFIXES = frozenset({".rst", ".rest"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+CODE_SUFFIXES = _words(
+    ".py .pyi .js .mjs .cjs .ts .tsx .jsx .java .go .rs .c .h .cc .cpp .cxx .hpp .hh .cs .rb .php .sh .bash"
+    " .zsh .fish .ps1 .bat .sql .swift .kt .kts .scala .lua .r .m .mm .pl .pm .dart .ex .exs .erl .hs .ml"
+    " .clj .jl .vue .svelte .css .scss .sass .less .xml .toml .yaml .yml .json .jsonc .ini .cfg .conf"
+    " .properties .gradle .cmake .mk .proto .graphql .tf .nix .dockerfile"
+)
+CODE_FILE_NAMES = _words("Makefile Dockerfile CMakeLists.txt Jenkinsfile Gemfile Rakefile Vagrantfile")
+BINARY_SUFFIXES = _words(
+    ".png .jpg .jpeg .gif .bmp .ico .webp .tif .tiff .psd .zip .gz .tgz .bz2 .xz .7z .rar .tar .zst .exe .dll"
+    " .so .dylib .o .a .lib .class .jar .pyc .pyo .whl .egg .bin .dat .db .sqlite .sqlite3 .parquet .npy .npz"
+    " .pt .pth .ckpt .safetensors .gguf .onnx .faiss .mp3 .mp4 .m4a .wav .flac .ogg .avi .mov .mkv .webm"
+    " .woff .woff2 .ttf .otf .eot .doc .docx .xls .xlsx .ppt .pptx .odt .iso .dmg"
+)
+BINARY_SNIFF_BYTES = 8192
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+HTML_DROPPED_TAGS = ("script", "style", "noscript", "template", "svg", "head", "title")
+HTML_BLOCK_TAGS = _words(
+    "p div section article main aside header footer nav li ul ol dl dt dd tr table thead tbody blockquote"
+    " pre figure figcaption form fieldset address details summary hr br"
+)
+HTML_HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+
+
+@dataclass
+class Document:
+    """One file's text. `path` identifies it in the index (a file path, or a document id for BEIR corpora)."""
+
+    path: str
+    text: str
+    kind: str  # text, markdown, rst, html, code, pdf
+
+
+class SkipFile(Exception):
+    """This file gives no text to index; `reason` is a short label the indexer counts."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def kind_of(path: Path) -> str | None:
+    """The reader a file gets, by its name; None for a known binary format."""
+    suffix = path.suffix.lower()
+    if suffix in BINARY_SUFFIXES:
+        return None
+    if suffix == ".pdf":
+        return "pdf"
+    if suffix in MARKDOWN_SUFFIXES:
+        return "markdown"
+    if suffix in RST_SUFFIXES:
+        return "rst"
+    if suffix in HTML_SUFFIXES:
+        return "html"
+    if suffix in CODE_SUFFIXES or path.name in CODE_FILE_NAMES:
+        return "code"
+    return "text"
+
+
+def extract(path: Path) -> Document:
+    """The file's text; raises SkipFile when there is none worth indexing."""
+    kind = kind_of(path)
+    if kind is None:
+        raise SkipFile("binary")
+    _require_regular_file(path)
+    text = _read_pdf(path) if kind == "pdf" else _decode(_read_bytes(path))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if kind == "html":
+        text = _html_to_text(text)
+    if not text.strip():
+        raise SkipFile("empty")
+    return Document(path=str(path), text=text, kind=kind)
+
+
+def _require_regular_file(path: Path) -> None:
+    """A folder, FIFO or device is no document (and reading a FIFO would block forever)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise SkipFile("unreadable") from None
+    if not stat.S_ISREG(mode):
+        raise SkipFile("unreadable")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise SkipFile("unreadable") from None
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (a BOM is dropped) or BOM-marked UTF-16; NUL bytes without a UTF-16 BOM mean binary."""
+    if not data:
+        raise SkipFile("empty")
+    try:
+        if data.startswith(UTF16_BOMS):
+            return data.decode("utf-16")
+        if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+            raise SkipFile("binary")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SkipFile("undecodable") from None
+
+
+def _read_pdf(path: Path) -> str:
+    """Text of each page, pages separated by a blank line. pypdf raises many exception types on damaged
+    files, so any failure while parsing this one file means "broken"."""
+    import pypdf
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files log warnings for every page
+    try:
+        reader = pypdf.PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise SkipFile("encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except SkipFile:
+        raise
+    except OSError:
+        raise SkipFile("unreadable") from None
+    except Exception:
+        raise SkipFile("broken") from None
+    return "\n\n".join(_tidy_lines(page) for page in pages if page.strip())
+
+
+def _html_to_text(markup: str) -> str:
+    """Visible text, one block per line, headings as `#` lines; the <title> leads when there is no <h1>."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(markup, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for element in soup.find_all(list(HTML_DROPPED_TAGS)):
+        element.decompose()
+    has_h1 = soup.find("h1") is not None
+    for heading in soup.find_all(list(HTML_HEADING_TAGS)):
+        level = int(heading.name[1])
+        heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    for block in soup.find_all(list(HTML_BLOCK_TAGS)):
+        block.insert_before("\n")
+        block.insert_after("\n")
+    text = _tidy_lines(soup.get_text())
+    if title and not has_h1:
+        text = f"# {title}\n\n{text}"
+    return text
+
+
+def _tidy_lines(text: str) -> str:
+    """Collapse runs of spaces inside lines and of blank lines between them."""
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return BLANK_LINE_RUNS.sub("\n\n", "\n".join(lines)).strip()

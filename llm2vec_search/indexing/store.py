@@ -1,0 +1,306 @@
+"""The SQLite half of an index (`index.db`): files, chunks, their FTS5 mirror and the index's settings.
+
+Every schema change lives here: `Store.open` creates a fresh database or migrates an older one step by step.
+Chunks are written `committed = 0` and flipped to 1 only after their vectors are safely on disk in
+`vectors.faiss`, so readers (which only see committed chunks) never see a chunk without a vector, and a killed
+writer leaves behind nothing that the next writer's reconcile cannot clean up.
+"""
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import L2VError
+
+FORMAT_VERSION = 1
+DB_NAME = "index.db"
+BUSY_TIMEOUT_SECONDS = 30.0
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+CHUNK_COLUMNS = ", ".join(
+    f"chunks.{name}"
+    for name in (
+        "id",
+        "path",
+        "ordinal",
+        "text",
+        "start_char",
+        "end_char",
+        "start_line",
+        "end_line",
+        "heading",
+    )
+)
+
+
+@dataclass
+class FileRecord:
+    """A row of `files`; `sha256` is None while the file's chunks are being (re)written."""
+
+    path: str
+    sha256: str | None
+    mtime_ns: int
+    size: int
+    kind: str
+
+
+@dataclass
+class ChunkRow:
+    """A chunk as stored, with its file path."""
+
+    id: int
+    path: str
+    ordinal: int
+    text: str
+    start_char: int
+    end_char: int
+    start_line: int
+    end_line: int
+    heading: str
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["files"].create(
+        {"path": str, "sha256": str, "mtime_ns": int, "size": int, "kind": str, "indexed_at": str}, pk="path"
+    )
+    # AUTOINCREMENT: a chunk id is never reused, so a stale vector left in FAISS can never alias a new chunk.
+    db.execute(
+        """CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            path TEXT NOT NULL REFERENCES files(path),
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            start_char INTEGER NOT NULL,
+            end_char INTEGER NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            committed INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX chunks_path ON chunks(path)")
+    db.execute("CREATE INDEX chunks_committed ON chunks(committed)")
+    db.execute(
+        "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, heading, content='chunks', content_rowid='id', "
+        f"tokenize='{FTS_TOKENIZER}')"
+    )
+    db.execute(
+        """CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
+            VALUES ('delete', old.id, old.text, old.heading);
+        END"""
+    )
+    db["info"].create({"key": str, "value": str}, pk="key")
+
+
+# Step n turns a version n-1 database into version n; a new database runs them all.
+_MIGRATIONS = {1: _create_v1}
+
+
+class Store:
+    """Typed access to `index.db`; one connection per process, WAL so readers never wait for the writer."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, folder: Path, *, create: bool = False) -> "Store":
+        path = folder / DB_NAME
+        if not path.exists() and not create:
+            raise L2VError(f"{folder} is not an index (no {DB_NAME})")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            store = cls(path, conn)
+            if create:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            store._migrate()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise L2VError(f"cannot open {path}: {exc}") from exc
+        return store
+
+    def _migrate(self) -> None:
+        version = int(self.get_info("format_version", "0") or 0) if self.db["info"].exists() else 0
+        if version > FORMAT_VERSION:
+            raise L2VError(
+                f"{self.path} was written by a newer l2v-search (format {version}); upgrade to read it"
+            )
+        if version == FORMAT_VERSION:
+            return
+        with self.transaction():
+            for step in range(version + 1, FORMAT_VERSION + 1):
+                _MIGRATIONS[step](self.db)
+            self.set_info(format_version=str(FORMAT_VERSION))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so a busy reader cannot deadlock us."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits; cheap way to notice outside writes."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # info
+    def get_info(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def info(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM info").fetchall())
+
+    def set_info(self, **values: object) -> None:
+        self.conn.executemany(
+            "INSERT INTO info(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(key, str(value)) for key, value in values.items()],
+        )
+
+    # files
+    def files(self) -> dict[str, FileRecord]:
+        rows = self.conn.execute("SELECT path, sha256, mtime_ns, size, kind FROM files").fetchall()
+        return {row[0]: FileRecord(*row) for row in rows}
+
+    def begin_file(self, path: str, kind: str) -> list[int]:
+        """Mark `path` as being (re)written and drop its old chunks; returns their ids (for FAISS removal)."""
+        removed = self.delete_chunks_of([path])
+        self.conn.execute(
+            "INSERT INTO files(path, sha256, mtime_ns, size, kind, indexed_at) VALUES (?, NULL, 0, 0, ?, ?) "
+            "ON CONFLICT(path) DO UPDATE SET sha256 = NULL, kind = excluded.kind",
+            (path, kind, now_iso()),
+        )
+        return removed
+
+    def finish_files(self, records: Iterable[FileRecord]) -> None:
+        self.conn.executemany(
+            "UPDATE files SET sha256 = ?, mtime_ns = ?, size = ?, kind = ?, indexed_at = ? WHERE path = ?",
+            [(r.sha256, r.mtime_ns, r.size, r.kind, now_iso(), r.path) for r in records],
+        )
+
+    def touch_file(self, path: str, mtime_ns: int, size: int) -> None:
+        """Same content, new stat (e.g. after `touch`): remember the stat so the next run skips hashing."""
+        self.conn.execute("UPDATE files SET mtime_ns = ?, size = ? WHERE path = ?", (mtime_ns, size, path))
+
+    def remove_files(self, paths: Sequence[str]) -> list[int]:
+        """Delete files and their chunks; returns the chunk ids removed."""
+        removed = self.delete_chunks_of(paths)
+        self.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        return removed
+
+    # chunks
+    def delete_chunks_of(self, paths: Sequence[str]) -> list[int]:
+        ids: list[int] = []
+        for path in paths:
+            rows = self.conn.execute("SELECT id FROM chunks WHERE path = ?", (path,)).fetchall()
+            ids += [row[0] for row in rows]
+            self.conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        return ids
+
+    def insert_pending_chunks(self, rows: Sequence[ChunkRow]) -> list[int]:
+        """Insert chunks not yet visible to searches; returns their new ids in order."""
+        ids = []
+        for row in rows:
+            cursor = self.conn.execute(
+                "INSERT INTO chunks(path, ordinal, text, start_char, end_char, start_line, end_line, "
+                "heading, committed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    row.path,
+                    row.ordinal,
+                    row.text,
+                    row.start_char,
+                    row.end_char,
+                    row.start_line,
+                    row.end_line,
+                    row.heading,
+                ),
+            )
+            ids.append(int(cursor.lastrowid))
+        return ids
+
+    def commit_pending_chunks(self) -> int:
+        return self.conn.execute("UPDATE chunks SET committed = 1 WHERE committed = 0").rowcount
+
+    def delete_pending_chunks(self) -> list[int]:
+        ids = [row[0] for row in self.conn.execute("SELECT id FROM chunks WHERE committed = 0").fetchall()]
+        self.conn.execute("DELETE FROM chunks WHERE committed = 0")
+        return ids
+
+    def committed_chunk_ids(self) -> set[int]:
+        return {row[0] for row in self.conn.execute("SELECT id FROM chunks WHERE committed = 1")}
+
+    def forget_chunks(self, ids: Iterable[int]) -> None:
+        """Drop chunks whose vectors were lost and mark their files for re-indexing."""
+        id_list = list(ids)
+        for start in range(0, len(id_list), 500):
+            part = id_list[start : start + 500]
+            marks = ",".join("?" * len(part))
+            self.conn.execute(
+                "UPDATE files SET sha256 = NULL "
+                f"WHERE path IN (SELECT path FROM chunks WHERE id IN ({marks}))",
+                part,
+            )
+            self.conn.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """Committed chunks among `ids`; ids of deleted or pending chunks are simply absent."""
+        found: dict[int, ChunkRow] = {}
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE committed = 1 AND id IN ({marks})",
+                part,
+            ).fetchall()
+            found.update((row[0], ChunkRow(*row)) for row in rows)
+        return found
+
+    def counts(self) -> tuple[int, int]:
+        """(indexed files, committed chunks)."""
+        files = self.conn.execute("SELECT count(*) FROM files WHERE sha256 IS NOT NULL").fetchone()[0]
+        chunks = self.conn.execute("SELECT count(*) FROM chunks WHERE committed = 1").fetchone()[0]
+        return int(files), int(chunks)
+
+    def fts_count(self) -> int:
+        """Rows in the FTS index (for consistency checks)."""
+        return int(self.conn.execute("SELECT count(*) FROM chunks_fts_docsize").fetchone()[0])
+
+    def bm25(self, fts_query: str, limit: int, path_filter=None) -> list[tuple[ChunkRow, float]]:
+        """Committed chunks matching an FTS5 query, best first, with a higher-is-better BM25 score."""
+        sql = (
+            f"SELECT {CHUNK_COLUMNS}, bm25(chunks_fts, 1.0, 0.5) AS score "
+            "FROM chunks_fts JOIN chunks ON chunks.id = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ? AND chunks.committed = 1"
+        )
+        if path_filter is not None:
+            self.conn.create_function("l2v_path_matches", 1, path_filter, deterministic=True)
+            sql += " AND l2v_path_matches(chunks.path)"
+        rows = self.conn.execute(sql + " ORDER BY score LIMIT ?", (fts_query, limit)).fetchall()
+        return [(ChunkRow(*row[:9]), -float(row[9])) for row in rows]

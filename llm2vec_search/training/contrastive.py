@@ -1,0 +1,123 @@
+"""What SimCSE and supervised training share: dropout for training, and GradCache steps.
+
+GradCache (Gao et al. 2021) makes the contrastive batch independent of memory: embed the whole batch without
+a graph in chunks of `mini_batch` texts, compute the loss and its gradient with respect to the embeddings,
+then re-run each chunk with a graph and back-propagate the cached gradient into it. The re-run restores the
+RNG state the first pass used for that chunk, so dropout draws the same masks and the gradients are exact.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..encoder.encoder import Encoder, Tokenized
+from ..errors import L2VError
+from .loop import TrainSettings, training_precision
+from .setup import StartingPoint, add_lora
+
+Embed = Callable[[list[Tokenized]], torch.Tensor]
+ScaleLoss = Callable[[torch.Tensor], torch.Tensor]
+
+
+def set_attention_dropout(model: nn.Module, probability: float) -> None:
+    """Set the attention dropout of every layer (the config value is read when layers are built, so the
+    built layers are changed too). Every supported family (Llama, Mistral, Qwen 2/3, Gemma 1/2/3) has
+    attention dropout and none has hidden-state dropout, so SimCSE's noise is attention dropout, as in
+    LLM2Vec.
+    """
+    model.config.attention_dropout = probability
+    layers = [m for m in model.modules() if isinstance(getattr(m, "attention_dropout", None), float)]
+    if not layers:
+        raise L2VError(f"{type(model).__name__} has no attention dropout to train SimCSE with")
+    for layer in layers:
+        layer.attention_dropout = probability
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _restore_rng(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def contrastive_backward(
+    embed: Embed,
+    items: Sequence[Tokenized],
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    scale_loss: ScaleLoss,
+    mini_batch: int | None = None,
+    device: torch.device | None = None,
+) -> float:
+    """Embed `items`, compute `loss_of(embeddings)` and back-propagate it; returns the loss.
+
+    With `mini_batch` smaller than the batch this is a GradCache step: same gradients, memory for
+    `mini_batch` texts only.
+    """
+    items = list(items)
+    if not mini_batch or mini_batch >= len(items):
+        loss = loss_of(embed(items))
+        scale_loss(loss).backward()
+        return loss.item()
+    device = device or torch.device("cpu")
+    chunks = [items[i : i + mini_batch] for i in range(0, len(items), mini_batch)]
+    states, cached = [], []
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(_rng_state(device))
+            cached.append(embed(chunk))
+    embeddings = torch.cat(cached).detach().requires_grad_()
+    loss = loss_of(embeddings)
+    scale_loss(loss).backward()
+    gradients = embeddings.grad.split([len(chunk) for chunk in chunks])
+    for chunk, state, gradient in zip(chunks, states, gradients, strict=True):
+        _restore_rng(state, device)
+        embed(chunk).backward(gradient)
+    return loss.item()
+
+
+@dataclass
+class ContrastiveSettings(TrainSettings):
+    """Options SimCSE and supervised training add: dropout noise, InfoNCE temperature, GradCache chunk."""
+
+    dropout: float = 0.0
+    temperature: float = 0.05
+    mini_batch: int | None = None  # texts per forward pass; None: the whole batch at once
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.dropout < 1:
+            raise L2VError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.temperature > 0:
+            raise L2VError(f"temperature must be positive, got {self.temperature}")
+        if self.mini_batch is not None and self.mini_batch < 1:
+            raise L2VError(f"mini-batch must be at least 1, got {self.mini_batch}")
+
+
+def training_encoder(
+    start: StartingPoint, settings: ContrastiveSettings, query_instruction: str | None = None
+):
+    """An `Encoder` (earlier adapters merged, mean pooling, bidirectional) with a fresh LoRA adapter and
+    training dropout; returns (encoder, PEFT model, device). Training embeds texts exactly as search will."""
+    device, _ = training_precision(settings.device, settings.dtype)
+    encoder = Encoder.from_pretrained(
+        str(start.source_dir or start.base_model),
+        pooling="mean",
+        device=str(device),
+        dtype="float32",
+        max_length=settings.max_length,
+        bidirectional=True,
+        query_instruction=query_instruction,
+    )
+    set_attention_dropout(encoder.model, settings.dropout)
+    peft_model = add_lora(
+        encoder.model, settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.seed
+    )
+    if device.type == "cuda":
+        encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return encoder, peft_model, device

@@ -1,0 +1,348 @@
+"""The one training loop every stage runs: accumulation, clipping, LR schedule, mixed precision, progress,
+checkpoints and resume, and a loss log with its curve.
+
+Determinism: the global torch RNG is re-seeded from (seed, step) at the start of every optimizer step, and
+each stage's data stream is a pure function of its files and seed. A resumed run therefore skips the
+micro-batches already used, reloads adapter, optimizer and schedule, and continues exactly as an
+uninterrupted run would have.
+"""
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from ..encoder.encoder import pick_device
+from ..errors import L2VError
+from .setup import StartingPoint, prepare_output, record_stage, versions
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+TRAIN_CONFIG = "train-config.json"
+KEEP_CHECKPOINTS = 2
+# Settings that may change between an interrupted run and its resumption without changing the result.
+FREE_ON_RESUME = {"save_every", "device"}
+
+
+@dataclass
+class TrainSettings:
+    """Options every stage shares; stages subclass this with their own and their recipe's defaults."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-5
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    max_length: int = 512
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    seed: int = 42
+    save_every: int = 100
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "lora_r", "lora_alpha", "save_every"):
+            if getattr(self, name) < 1:
+                raise L2VError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_length < 8:
+            raise L2VError(f"max-length must be at least 8 tokens, got {self.max_length}")
+        if not self.lr > 0:
+            raise L2VError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise L2VError(f"warmup-steps must be in [0, steps), got {self.warmup_steps}")
+        if not 0 <= self.lora_dropout < 1:
+            raise L2VError(f"lora-dropout must be in [0, 1), got {self.lora_dropout}")
+
+
+class Stage(Protocol):
+    """A training objective over a PEFT-wrapped model."""
+
+    name: str
+    model: nn.Module  # the PEFT model; its trainable parameters are the adapter
+    device: torch.device
+
+    def micro_batches(self) -> Iterator[Any]:
+        """An endless, deterministic stream of micro-batches."""
+        ...
+
+    def backward(self, batch: Any, scale_loss: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """Compute the loss on `batch`, back-propagate `scale_loss(loss)`, return the loss."""
+        ...
+
+
+def training_precision(device: str, dtype: str) -> tuple[torch.device, torch.dtype | None]:
+    """(device, autocast dtype or None). Weights stay fp32; `auto` is bf16 autocast on GPUs that have it,
+    fp16 on older ones, and plain fp32 on CPU."""
+    torch_device, torch_dtype = pick_device(device, "float32" if dtype == "auto" else dtype)
+    if dtype == "auto" and torch_device.type == "cuda":
+        torch_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch_device, None if torch_dtype == torch.float32 else torch_dtype
+
+
+def step_seed(seed: int, step: int) -> int:
+    return seed * 1_000_003 + step
+
+
+def linear_schedule(steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to the full rate, then linear decay towards zero at `steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (steps - step) / (steps - warmup_steps))
+
+    return factor
+
+
+def run_stage(
+    name: str,
+    build: Callable[[], Stage],
+    start: StartingPoint,
+    settings: TrainSettings,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    record: dict | None = None,
+    query_instruction: str | None = None,
+) -> list[float] | None:
+    """Check the settings and the output directory, build the stage (loading the model), train it, and list
+    its adapter in `out_dir/l2v-model.json`. Returns the step losses, or None when a resumed run finds the
+    stage already trained."""
+    settings.validate()
+    if not prepare_output(out_dir, start, name, resume):
+        log.info("%s is already trained in %s", name, out_dir)
+        return None
+    losses = train(build(), settings, out_dir, resume=resume, record=record)
+    record_stage(out_dir, start, name, query_instruction)
+    return losses
+
+
+def train(
+    stage: Stage, settings: TrainSettings, out_dir: Path, *, resume: bool = False, record: dict | None = None
+) -> list[float]:
+    """Run `settings.steps` optimizer steps of `stage`; save the adapter as `out_dir/<stage.name>/`.
+
+    Returns the loss of every step run in this call.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = out_dir / CHECKPOINTS / stage.name
+    log_path = out_dir / f"{stage.name}-loss.jsonl"
+    parameters = [p for p in stage.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_schedule(settings.steps, settings.warmup_steps)
+    )
+    _, autocast_dtype = training_precision(settings.device, settings.dtype)
+    scaler = torch.amp.GradScaler(stage.device.type, enabled=autocast_dtype == torch.float16)
+    start = 0
+    latest = _latest_checkpoint(checkpoints) if resume else None
+    if latest is not None:
+        start = _load_checkpoint(latest, stage.model, optimizer, scheduler, scaler, settings)
+        log.info("resuming %s from step %d (%s)", stage.name, start, latest)
+        _truncate_log(log_path, start)
+    else:
+        if resume:
+            log.info("no %s checkpoint in %s; starting from step 0", stage.name, checkpoints)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    _write_train_config(out_dir, stage.name, settings, record or {})
+
+    batches = islice(stage.micro_batches(), start * settings.grad_accum, None)
+    autocast = torch.autocast(stage.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    losses: list[float] = []
+    began = time.perf_counter()
+    stage.model.train()
+    with _Progress(stage.name, settings.steps, start) as progress, log_path.open("a") as log_file:
+        step = start
+        try:
+            for step in range(start, settings.steps):
+                torch.manual_seed(step_seed(settings.seed, step))
+                optimizer.zero_grad(set_to_none=True)
+                loss = 0.0
+                for batch in islice(batches, settings.grad_accum):
+                    with autocast:
+                        loss += stage.backward(batch, lambda x: scaler.scale(x) / settings.grad_accum)
+                loss /= settings.grad_accum
+                if not math.isfinite(loss):
+                    raise L2VError(
+                        f"{stage.name} loss is {loss} at step {step + 1}; lower --lr or use --dtype float32"
+                    )
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                losses.append(loss)
+                elapsed = time.perf_counter() - began
+                # seconds: since this run (or its resumption) started its first step
+                row = {"step": step + 1, "loss": round(loss, 6), "lr": lr, "seconds": round(elapsed, 2)}
+                log_file.write(json.dumps(row) + "\n")
+                log_file.flush()
+                progress.update(step + 1, loss, (step + 1 - start) / elapsed)
+                if (step + 1) % settings.save_every == 0 or step + 1 == settings.steps:
+                    _save_checkpoint(
+                        checkpoints, step + 1, stage.model, optimizer, scheduler, scaler, settings
+                    )
+                    plot_losses(log_path, out_dir / f"{stage.name}-loss.png")
+        except KeyboardInterrupt:
+            saved = _latest_checkpoint(checkpoints)
+            where = f"the checkpoint at step {int(saved.name.split('-')[-1])}" if saved else "step 0"
+            log.warning(
+                "%s interrupted during step %d; --resume continues from %s", stage.name, step + 1, where
+            )
+            raise
+    stage.model.eval()
+    _save_adapter(stage.model, out_dir / stage.name)
+    return losses
+
+
+def _save_adapter(model: nn.Module, directory: Path) -> None:
+    """Write the PEFT adapter next to its final place, then swap it in, so a crash leaves the old one."""
+    staging = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+
+
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(directory, step, model, optimizer, scheduler, scaler, settings) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = directory / f".step-{step:07d}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    state = {
+        "step": step,
+        "adapter": _trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "settings": asdict(settings),
+    }
+    torch.save(state, staging / "state.pt")
+    final = directory / f"step-{step:07d}"
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    for old in sorted(directory.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old)
+
+
+def _latest_checkpoint(directory: Path) -> Path | None:
+    found = sorted(p for p in directory.glob("step-*") if (p / "state.pt").is_file())
+    return found[-1] if found else None
+
+
+def _load_checkpoint(path, model, optimizer, scheduler, scaler, settings) -> int:
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise L2VError(f"cannot read checkpoint {path}: {exc}") from exc
+    saved, current = state["settings"], asdict(settings)
+    changed = [
+        f"{key} {saved.get(key)!r} → {value!r}"
+        for key, value in current.items()
+        if key not in FREE_ON_RESUME and saved.get(key) != value
+    ]
+    if changed:
+        raise L2VError(
+            f"cannot resume {path}: settings differ from the interrupted run ({'; '.join(changed)})"
+        )
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["adapter"].items():
+            parameters[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["step"])
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of the steps a resumed run does not redo."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(row + "\n" for row in rows))
+
+
+def _write_train_config(out_dir: Path, name: str, settings: TrainSettings, record: dict) -> None:
+    path = out_dir / TRAIN_CONFIG
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):  # first stage, or a damaged file: the current settings are what counts
+        config = {"stages": {}}
+    config["stages"][name] = {"settings": asdict(settings), **record}
+    config["command"] = sys.argv
+    config["versions"] = versions()
+    path.write_text(json.dumps(config, indent=2, default=str) + "\n")
+
+
+def plot_losses(log_path: Path, png_path: Path) -> None:
+    """The loss per step and its moving average, as a PNG (matplotlib's Agg canvas; no display needed)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+    steps = np.array([row["step"] for row in rows])
+    losses = np.array([row["loss"] for row in rows])
+    window = max(1, len(losses) // 20)
+    totals = np.concatenate([[0.0], np.cumsum(losses)])
+    starts = np.maximum(0, np.arange(len(losses)) - window + 1)
+    smoothed = (totals[1:] - totals[starts]) / (np.arange(len(losses)) + 1 - starts)
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    axes.plot(steps, losses, alpha=0.35, label="loss")
+    axes.plot(steps, smoothed, label=f"moving average ({window} steps)")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(log_path.stem)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+
+
+class _Progress:
+    """Rich progress on stderr: steps done, loss, steps/s and time left."""
+
+    def __init__(self, name: str, total: int, done: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn(f"[bold]{name}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} steps/s"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._bar.add_task(name, total=total, completed=done, loss="—", rate="—")
+
+    def __enter__(self) -> "_Progress":
+        self._bar.start()
+        return self
+
+    def update(self, done: int, loss: float, rate: float) -> None:
+        self._bar.update(self._task, completed=done, loss=f"{loss:.4f}", rate=f"{rate:.2f}")
+
+    def __exit__(self, *exc_info) -> None:
+        self._bar.stop()

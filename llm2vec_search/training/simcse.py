@@ -1,0 +1,71 @@
+"""Stage 2, unsupervised SimCSE: embed each sentence twice with dropout on; the two views of a sentence are
+positives, every other sentence in the batch is a negative (InfoNCE, temperature 0.05, mean pooling)."""
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .contrastive import ContrastiveSettings, contrastive_backward, training_encoder
+from .data import batched, shuffled_forever
+from .loop import run_stage
+from .losses import info_nce
+from .setup import StartingPoint
+
+
+@dataclass
+class SimCSESettings(ContrastiveSettings):
+    """LLM2Vec's SimCSE recipe: 1000 steps of 128 sentences (128 tokens) at 3e-5, attention dropout 0.3."""
+
+    batch_size: int = 128
+    lr: float = 3e-5
+    max_length: int = 128
+    dropout: float = 0.3
+
+
+class SimCSEStage:
+    name = "simcse"
+
+    def __init__(self, start: StartingPoint, sentences: Sequence[str], settings: SimCSESettings) -> None:
+        self.encoder, self.model, self.device = training_encoder(start, settings)
+        self.sentences = sentences
+        self.settings = settings
+
+    def micro_batches(self) -> Iterator[list[str]]:
+        return batched(shuffled_forever(self.sentences, self.settings.seed), self.settings.batch_size)
+
+    def backward(self, batch: list[str], scale_loss: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        items = self.encoder.tokenize(batch)
+        count = len(items)
+        return contrastive_backward(
+            self.encoder._forward,
+            items + items,  # two views of each sentence; dropout makes them differ
+            lambda vectors: info_nce(vectors[:count], vectors[count:], self.settings.temperature),
+            scale_loss,
+            self.settings.mini_batch,
+            self.device,
+        )
+
+
+def train_simcse(
+    start: StartingPoint,
+    sentences: Sequence[str],
+    settings: SimCSESettings,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    record: dict | None = None,
+    query_instruction: str | None = None,
+) -> list[float] | None:
+    """Train a SimCSE adapter on `sentences` into `out_dir/simcse/`; None if a resumed run finds it done."""
+    return run_stage(
+        SimCSEStage.name,
+        lambda: SimCSEStage(start, sentences, settings),
+        start,
+        settings,
+        out_dir,
+        resume=resume,
+        record=record,
+        query_instruction=query_instruction,
+    )

@@ -1,0 +1,148 @@
+"""kill -9 during `l2v-search index`, at several points: the index stays searchable, and a rerun finishes
+with exactly the files and chunks of a clean build. Also: searching while another process writes."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llm2vec_search.indexing import Index
+
+FILE_COUNT = 400
+CHUNKING = ("--chunk-tokens", "16", "--overlap-tokens", "4")
+WORDS = [
+    "river",
+    "stone",
+    "cloud",
+    "maple",
+    "copper",
+    "lantern",
+    "harbor",
+    "meadow",
+    "violet",
+    "thunder",
+    "orchard",
+    "quartz",
+]
+
+
+def write_corpus(root: Path) -> Path:
+    for i in range(FILE_COUNT):
+        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(24)]
+        text = f"Note {i}.\n\n" + " ".join(words) + f".\n\nThe {WORDS[i % len(WORDS)]} count is {i}.\n"
+        path = root / f"group{i % 10}" / f"note{i:03d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_model_dir):
+    return write_corpus(tmp_path / "corpus"), tmp_path / "indexes", tiny_model_dir
+
+
+def start_index(corpus: Path, root: Path, model: Path, name: str = "crash") -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_CHECKPOINT_SECONDS": "0"}
+    command = [sys.executable, "-m", "llm2vec_search", "index", str(corpus), "--name", name]
+    command += ["--index-dir", str(root), "--model", str(model), *CHUNKING]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def chunk_rows(db: Path) -> int:
+    """Rows in `chunks` (pending included), read as any other process would; -1 before the table exists."""
+    if not db.exists():
+        return -1
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    except sqlite3.OperationalError:
+        return -1
+
+
+def kill_when(process: subprocess.Popen, db: Path, rows: int) -> bool:
+    """SIGKILL the process once `chunks` holds `rows` rows; False if it finished first."""
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if chunk_rows(db) >= rows:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.005)
+    process.wait()
+    return False
+
+
+def snapshot(index: Index) -> dict:
+    """Everything that must match a clean build: files, chunk texts, and the three stores' counts."""
+    conn = index.store.conn
+    chunks = conn.execute("SELECT path, ordinal, text FROM chunks WHERE committed = 1").fetchall()
+    files = conn.execute("SELECT path, sha256 FROM files WHERE sha256 IS NOT NULL").fetchall()
+    return {
+        "files": sorted(files),
+        "chunks": sorted(chunks),
+        "fts": index.store.fts_count(),
+        "faiss": sorted(index.vectors.ids().tolist()),
+        "committed_ids": sorted(index.store.committed_chunk_ids()),
+    }
+
+
+def test_kill_9_at_several_points_then_rerun_matches_a_clean_build(setup):
+    corpus, root, model = setup
+    db = root / "crash" / "index.db"
+    killed = []
+    for extra_rows in (0, 150, 500):  # 0: as soon as the table exists, i.e. during creation
+        base = max(chunk_rows(db), 0)
+        killed.append(kill_when(start_index(corpus, root, model), db, base + extra_rows))
+        if not db.exists():
+            continue
+        with Index.open("crash", root=root) as index:
+            # What searches see is consistent: every committed chunk has its vector on disk.
+            assert set(index.store.committed_chunk_ids()) <= set(index.vectors.ids().tolist())
+            index.search("river stone", mode="hybrid")
+    assert killed.count(True) >= 2, "the runs finished before they could be killed; grow FILE_COUNT"
+    final = start_index(corpus, root, model)
+    assert final.wait(timeout=120) == 0, final.stderr.read().decode()
+
+    with Index.open(
+        root / "clean", model=str(model), create=True, chunk_tokens=16, overlap_tokens=4
+    ) as clean:
+        clean.update([corpus])
+        expected = snapshot(clean)
+    with Index.open("crash", root=root) as recovered:
+        got = snapshot(recovered)
+        assert recovered.status().files == FILE_COUNT
+    assert got["files"] == expected["files"]
+    assert got["chunks"] == expected["chunks"]  # nothing lost, nothing duplicated
+    assert got["fts"] == len(got["chunks"]) == got["fts"]
+    assert got["faiss"] == got["committed_ids"]
+    assert not (root / "crash" / "vectors.faiss.tmp").exists()
+
+
+def test_searching_while_another_process_indexes(setup):
+    corpus, root, model = setup
+    db = root / "live" / "index.db"
+    writer = start_index(corpus, root, model, name="live")
+    searches, counts = 0, []
+    try:
+        while writer.poll() is None and chunk_rows(db) <= 0:
+            time.sleep(0.01)
+        with Index.open("live", root=root) as index:
+            while writer.poll() is None:
+                index.search("copper lantern", mode="hybrid", k=5)
+                index.search("harbor", mode="bm25", k=5)
+                counts.append(index.status().chunks)
+                searches += 1
+            assert writer.wait() == 0, writer.stderr.read().decode()
+            index.refresh()
+            final = index.status().chunks
+            assert len(index.search("meadow violet", mode="dense", k=3)) == 3
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert searches >= 3, "the index run ended before any search overlapped it"
+    assert counts == sorted(counts) and counts[-1] <= final  # readers only ever see progress

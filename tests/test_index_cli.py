@@ -1,0 +1,90 @@
+"""`l2v-search index` and `status` as a user runs them: real subprocesses, a tiny model directory."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORPUS = {
+    "readme.md": "# Project\n\nThis project indexes folders for search.\n\n## Install\n\nUse pip.\n",
+    "notes/todo.txt": "Remember to water the plants on Monday.\n",
+    "src/main.py": "def main():\n    print('hello world')\n",
+}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_INDEX_DIR": str(cwd / "indexes")}
+    return subprocess.run(
+        [sys.executable, "-m", "llm2vec_search", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_model_dir) -> Path:
+    for name, text in CORPUS.items():
+        path = tmp_path / "corpus" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def status(workdir: Path, name: str = "default") -> dict:
+    result = run_cli("status", "--name", name, "--json", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_index_status_and_incremental_rerun(workdir, tiny_model_dir):
+    first = run_cli("index", "corpus", "--model", str(tiny_model_dir), cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    assert "files added" in first.stdout and "size on disk" in first.stdout
+    state = status(workdir)
+    assert state["files"] == 3 and state["chunks"] >= 3
+    assert state["model"] == str(tiny_model_dir) and state["dim"] == 32
+    (workdir / "corpus" / "notes" / "todo.txt").unlink()
+    (workdir / "corpus" / "extra.txt").write_text("A brand new file about tides.\n")
+    second = run_cli("index", "corpus", cwd=workdir)  # the index remembers its model
+    assert second.returncode == 0, second.stderr
+    last = status(workdir)["last_run"]
+    assert (last["files_added"], last["files_removed"], last["files_unchanged"]) == (1, 1, 2)
+    table = run_cli("status", cwd=workdir)
+    assert "chunks" in table.stdout and str(tiny_model_dir) in table.stdout
+
+
+def test_user_errors_are_one_line_exit_2(workdir, tiny_model_dir):
+    model = ("--model", str(tiny_model_dir))
+    assert_user_error(run_cli("index", "missing-dir", *model, cwd=workdir), "not found")
+    (workdir / "empty").mkdir()
+    assert_user_error(run_cli("index", "empty", "--name", "e", *model, cwd=workdir), "nothing to index")
+    assert not (workdir / "indexes" / "e").exists()
+    assert_user_error(run_cli("status", "--name", "nope", cwd=workdir), "no index named 'nope'")
+    assert_user_error(
+        run_cli("index", "corpus", "--index-type", "annoy", *model, cwd=workdir), "unknown index type"
+    )
+
+
+def test_changed_chunking_needs_rebuild(workdir, tiny_model_dir):
+    assert (
+        run_cli("index", "corpus", "--name", "c", "--model", str(tiny_model_dir), cwd=workdir).returncode == 0
+    )
+    refused = run_cli("index", "corpus", "--name", "c", "--chunk-tokens", "16", cwd=workdir)
+    assert_user_error(refused, "--rebuild")
+    rebuilt = run_cli("index", "corpus", "--name", "c", "--chunk-tokens", "16", "--rebuild", cwd=workdir)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    state = status(workdir, "c")
+    assert state["chunk_tokens"] == 16 and state["files"] == 3

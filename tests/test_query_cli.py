@@ -1,0 +1,216 @@
+"""`l2v-search query` one-shot, run as real subprocesses against a real index built by `l2v-search index`.
+
+Most cases use BM25 mode (no model load, about a second each); the dense and hybrid paths load the tiny model.
+"""
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from llm2vec_search.search import Hit
+
+DOCS = {
+    "guide.md": (
+        "# Guide\n\nThis guide explains the tool.\n\n"
+        "## Install\n\nRun pip install to install the package.\n\n"
+        "## Search\n\nVector search finds similar documents by meaning.\n"
+    ),
+    "notes.txt": "The dog runs in the park with a ball.\nStock markets fell sharply after the news.\n",
+    "code/fetch.py": 'def fetch_ball():\n    """Fetch the ball for the dog."""\n    return "ball"\n',
+}
+HIT_FIELDS = set(Hit.__dataclass_fields__)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+BOLD_YELLOW = "\x1b[1;33m"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llm2vec_search", *args]
+
+
+def run_cli(workdir: Path, *args: str, stdin: str | None = None, timeout: int = 180):
+    """Run the CLI in `workdir` (where the docs and the `indexes` folder live), output captured."""
+    return subprocess.run(
+        cli(*args), cwd=workdir, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def build_docs_index(workdir: Path, model_dir: Path, name: str = "default") -> Path:
+    """Write DOCS under workdir/docs and index them with `l2v-search index` into workdir/indexes/NAME."""
+    for relative, text in DOCS.items():
+        path = workdir / "docs" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    result = run_cli(workdir, "index", "docs", "--model", str(model_dir), "--name", name)
+    assert result.returncode == 0, result.stderr
+    return workdir / "indexes" / name
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make its stdin (the pty) the controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """A child process on a real pseudo-terminal (so Rich and readline see a tty), read with timeouts."""
+
+    def __init__(self, args: list[str], cwd: Path, columns: int = 160) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+        env["TERM"] = "xterm-256color"
+        self.process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_take_terminal,  # so Ctrl-C sent to the tty interrupts the child
+        )
+        os.close(slave)
+        self.output = ""
+
+    def read_until(self, pattern: str, timeout: float = 120) -> str:
+        """Read until `pattern` (a regex) appears in the output seen so far, or the child closes the tty."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {pattern!r}; output so far:\n{self.output}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the child has closed the terminal
+                break
+            if not data:
+                break
+            self.output += data.decode("utf-8", "replace")
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """The output without colour codes and carriage returns."""
+        return ANSI.sub("", self.output).replace("\r", "")
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self, timeout: float = 60) -> int:
+        self.read_until(r"(?!x)x", timeout)  # everything until the child closes the terminal
+        code = self.process.wait(timeout=timeout)
+        os.close(self.master)
+        return code
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_model_dir) -> Path:
+    folder = tmp_path_factory.mktemp("query")
+    build_docs_index(folder, tiny_model_dir)
+    return folder
+
+
+def test_plain_output_when_piped_has_one_block_per_hit(workdir):
+    result = run_cli(workdir, "query", "install the package", "--mode", "bm25", "-k", "2")
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.strip().split("\n\n")
+    assert 1 <= len(blocks) <= 2
+    first = blocks[0].splitlines()
+    assert re.fullmatch(r"1\. docs/guide\.md:\d+-\d+  \d+\.\d{4}", first[0])
+    assert first[1] == "   Guide > Install"
+    assert "pip install to install the package" in first[2]
+    assert "\x1b[" not in result.stdout  # no colour codes in a pipe
+
+
+def test_json_has_query_settings_and_every_hit_field(workdir):
+    result = run_cli(workdir, "query", "ball for the dog", "--json", "-k", "3")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["query"], document["mode"], document["k"]) == ("ball for the dog", "hybrid", 3)
+    hits = document["hits"]
+    assert 1 <= len(hits) <= 3
+    assert [hit["rank"] for hit in hits] == list(range(1, len(hits) + 1))
+    for hit in hits:
+        assert set(hit) == HIT_FIELDS
+        source = Path(hit["path"]).read_text()
+        assert source[hit["start_char"] : hit["end_char"]] == hit["text"]
+    assert any(hit["dense_score"] is not None for hit in hits)
+    assert any(hit["bm25_score"] is not None for hit in hits)
+
+
+def test_jsonl_prints_one_hit_per_line(workdir):
+    result = run_cli(workdir, "query", "ball", "--jsonl", "--mode", "bm25", "-k", "2")
+    assert result.returncode == 0, result.stderr
+    hits = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(hits) == 2
+    assert all(set(hit) == HIT_FIELDS and hit["bm25_score"] is not None for hit in hits)
+    assert {Path(hit["path"]).name for hit in hits} == {"notes.txt", "fetch.py"}
+
+
+def test_path_filter_keeps_only_matching_files(workdir):
+    for glob, names in (("*.txt", ["notes.txt"]), ("code/*", ["fetch.py"])):
+        result = run_cli(workdir, "query", "ball", "--mode", "bm25", "--path", glob, "--json")
+        assert result.returncode == 0, result.stderr
+        hits = json.loads(result.stdout)["hits"]
+        assert [Path(hit["path"]).name for hit in hits] == names
+        assert json.loads(result.stdout)["path_glob"] == glob
+
+
+def test_no_hits_exits_1(workdir):
+    result = run_cli(workdir, "query", "zebra", "--mode", "bm25")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "no hits" in result.stderr
+    as_json = run_cli(workdir, "query", "ball", "--mode", "bm25", "--path", "*.rst", "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["hits"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["query", "dog", "--name", "missing"], "l2v-search index"),
+        (["query", "dog", "--mode", "fuzzy"], "unknown search mode 'fuzzy'"),
+        (["query", "dog", "-k", "0"], "k must be at least 1"),
+        (["query", "dog", "--json", "--jsonl"], "choose one of --json and --jsonl"),
+        (["query", "   "], "the query is empty"),
+        (["query", "--json"], "--json and --jsonl need a query TEXT"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(workdir, args, message):
+    result = run_cli(workdir, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_index_lists_the_indexes_that_exist(workdir):
+    result = run_cli(workdir, "query", "dog", "--name", "nope")
+    assert result.returncode == 2
+    assert "indexes here: default" in result.stderr
+
+
+def test_table_on_a_terminal_with_highlighted_terms(workdir):
+    terminal = Terminal(cli("query", "install the package", "--mode", "bm25", "-k", "2"), workdir)
+    assert terminal.finish() == 0
+    text = terminal.text
+    for header in ("score", "location", "heading", "snippet"):
+        assert header in text
+    assert re.search(r"│\s+1\s+│\s+\d+\.\d{4}\s+│\s+docs/guide\.md:\d+-\d+", text)
+    assert "Guide > Install" in text
+    assert f"{BOLD_YELLOW}install" in terminal.output  # the query's words are highlighted
+    assert f"{BOLD_YELLOW}package" in terminal.output

@@ -1,0 +1,150 @@
+"""Search modes over a real index: dense, BM25 and hybrid (RRF), path globs, hostile query text."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llm2vec_search.errors import L2VError
+from llm2vec_search.indexing import Index
+from llm2vec_search.search import Hit, fts_query, path_matcher, rank_hits, reciprocal_rank_fusion
+from tests.conftest import tiny_encoder
+
+DOCS = {
+    "guide/install.md": "# Install\n\nRun pip install to set up the package from source.\n",
+    "guide/usage.md": "# Usage\n\nQuery the index with a question about volcanoes.\n",
+    "src/parser.py": "def parse(tokens):\n    return tokens  # parser for volcano data\n",
+    "notes.txt": "Proteins fold into three dimensional structures.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    corpus = root / "corpus"
+    for name, text in DOCS.items():
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / name).write_text(text)
+    with Index.open("s", root=root / "indexes", model=tiny_encoder(), create=True) as index:
+        index.update([corpus])
+        yield index
+
+
+def names(hits: list[Hit]) -> list[str]:
+    return [Path(hit.path).name for hit in hits]
+
+
+def test_dense_finds_the_chunk_it_was_given(index):
+    text = "Proteins fold into three dimensional structures."
+    hits = index.search(text, mode="dense", k=2)
+    assert names(hits)[0] == "notes.txt"
+    assert hits[0].dense_score == pytest.approx(1.0, abs=1e-4) and hits[0].bm25_score is None
+    assert hits[0].score >= hits[1].score
+    assert [h.rank for h in hits] == [1, 2]
+
+
+def test_bm25_finds_keywords_with_stemming(index):
+    hits = index.search("volcanoes", mode="bm25")
+    assert set(names(hits)) == {"usage.md", "parser.py"}  # porter: volcanoes ~ volcano
+    assert all(h.bm25_score > 0 and h.dense_score is None for h in hits)
+
+
+def test_hybrid_fuses_both_lists(index):
+    hits = index.search("pip install package", mode="hybrid", k=4)
+    assert names(hits)[0] == "install.md"
+    top = hits[0]
+    assert top.dense_score is not None and top.bm25_score is not None
+    assert top.score == pytest.approx(sum(1 / (60 + r) for r in (1, 1)), abs=1 / 60 - 1 / 61 + 1e-9)
+    assert len(hits) == 4
+
+
+def test_hit_fields_locate_the_text(index):
+    hit = index.search("proteins", mode="bm25")[0]
+    source = Path(hit.path).read_text()
+    assert source[hit.start_char : hit.end_char] == hit.text
+    assert hit.start_line == 1 and hit.heading == ""
+    assert hit.to_dict()["chunk_id"] == hit.chunk_id
+    heading_hit = index.search("volcanoes question", mode="bm25", path_glob="*.md")[0]
+    assert heading_hit.heading == "Usage"
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_path_glob_filters_every_mode(index, mode):
+    hits = index.search("volcano parser install", mode=mode, k=10, path_glob="guide/*.md")
+    assert hits and set(names(hits)) <= {"install.md", "usage.md"}
+    assert names(index.search("volcano", mode=mode, k=10, path_glob="*.py")) == ["parser.py"]
+    assert index.search("volcano", mode=mode, path_glob="*.rst") == []
+
+
+def test_path_matcher_semantics():
+    matches = path_matcher("docs/*.md")
+    assert matches("/home/me/project/docs/intro.md")
+    assert not matches("/home/me/project/src/intro.md")
+    assert path_matcher("*.md")("/a/b/c.md")
+    assert not path_matcher("/abs/*.md")("/other/abs/x.md")
+    assert path_matcher(None) is None
+
+
+@pytest.mark.parametrize(
+    "text", ['"unbalanced', "AND OR NOT", "NEAR(a b)", "col:value", "a* -b ^c", "(((", "ü-ñ café's"]
+)
+def test_hostile_text_never_reaches_fts_as_syntax(index, text):
+    index.search(text, mode="bm25")  # no error, whatever FTS5 would make of the raw text
+    index.search(text, mode="hybrid")
+
+
+def test_fts_query_quotes_words():
+    assert fts_query('say "hi" AND bye-bye') == '"say" OR "hi" OR "and" OR "bye"'
+    assert fts_query("!!! ???") == ""
+
+
+def test_query_of_only_punctuation_gives_no_bm25_hits(index):
+    assert index.search("???", mode="bm25") == []
+
+
+def test_rrf_math():
+    scores = reciprocal_rank_fusion([[1, 2, 3], [3, 1]])
+    assert scores[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores[2] == pytest.approx(1 / 62)
+    assert scores[3] == pytest.approx(1 / 63 + 1 / 61)
+    assert sorted(scores, key=lambda i: -scores[i]) == [1, 3, 2]
+
+
+def test_rank_hits_keeps_each_retrievers_score(index):
+    rows = index.store.chunks_by_id(sorted(index.store.committed_chunk_ids()))
+    a, b = list(rows.values())[:2]
+    hits = rank_hits([(a, 0.9)], [(b, 3.0), (a, 1.0)], k=5)
+    assert [h.chunk_id for h in hits] == [a.id, b.id]
+    assert (hits[0].dense_score, hits[0].bm25_score) == (0.9, 1.0)
+    assert (hits[1].dense_score, hits[1].bm25_score) == (None, 3.0)
+
+
+def test_bad_queries_are_user_errors(index):
+    with pytest.raises(L2VError, match="empty"):
+        index.search("   ")
+    with pytest.raises(L2VError, match="unknown search mode"):
+        index.search("x", mode="fuzzy")
+    with pytest.raises(L2VError, match="k must be"):
+        index.search("x", k=0)
+
+
+def test_search_many_and_precomputed_query_vector(index):
+    queries = ["volcano", "proteins fold"]
+    batched = index.search_many(queries, k=3)
+    single = [index.search(q, k=3) for q in queries]
+    assert [[h.chunk_id for h in hits] for hits in batched] == [[h.chunk_id for h in hits] for hits in single]
+    vector = index.encoder.encode_queries(["proteins fold"])[0]
+    assert index.search("proteins fold", k=3, query_vector=vector) == single[1]
+
+
+def test_search_never_writes(index):
+    db = index.path / "index.db"
+    before = (db.stat().st_mtime_ns, (index.path / "vectors.faiss").stat().st_mtime_ns)
+    index.search("volcano", mode="hybrid")
+    assert before == (db.stat().st_mtime_ns, (index.path / "vectors.faiss").stat().st_mtime_ns)
+
+
+def test_dense_over_fetches_when_the_filter_is_selective(index):
+    one = index.search("anything at all", mode="dense", k=1, path_glob="notes.txt")
+    assert names(one) == ["notes.txt"]
+    assert np.isfinite(one[0].score)

@@ -1,0 +1,375 @@
+"""`l2v-search serve` end to end: a real server process over a tiny model and two real indexes, over HTTP."""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from llm2vec_search.errors import L2VError
+from llm2vec_search.indexing import Index
+from tests.conftest import save_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_VAR = "L2V_TEST_SERVER_KEY"
+KEY = "test-key-5f1c0a9e"
+NOTES = {
+    "cats.md": "# Cats\n\nThe cat sat on the mat and looked at the dog.\n",
+    "markets.md": "# Markets\n\nStock markets fell sharply after the announcement.\n",
+    "proteins.md": "# Proteins\n\nProteins fold into three dimensional structures.\n",
+}
+EXTRA = {"search.txt": "Vector search finds similar documents by meaning.\n"}
+
+
+@dataclass
+class Served:
+    url: str
+    port: int
+    env: dict
+    index_dir: Path
+    model_dir: Path
+    extra_dir: Path
+    headers: dict
+    log: Path
+
+
+def l2v(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llm2vec_search", *args]
+
+
+def write_files(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(l2v(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def index_folder(served_env: dict, folder: Path, name: str, index_dir: Path, model_dir: Path) -> None:
+    args = ["index", str(folder), "--name", name, "--index-dir", str(index_dir), "--model", str(model_dir)]
+    done = run_cli(served_env, *args)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    env = {**os.environ, "L2V_SEARCH_CACHE_DIR": str(tmp / "cache"), KEY_VAR: KEY}
+    env.pop("L2V_SEARCH_API_KEY", None)
+    model_dir = save_tiny_model(tmp / "model")
+    index_dir = tmp / "indexes"
+    extra_dir = write_files(tmp / "extra", EXTRA)
+    index_folder(env, write_files(tmp / "notes", NOTES), "notes", index_dir, model_dir)
+    with Index.open("extra", root=index_dir, model=str(model_dir), create=True) as extra:  # faster in-process
+        extra.update([extra_dir])
+    port = free_port()
+    args = f"serve --name notes --name extra --api-key {KEY_VAR} --batch-wait-ms 50 --threads 1".split()
+    log = tmp / "server.log"
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            l2v(*args, "--index-dir", str(index_dir), "--port", str(port)), env=env, stderr=log_file, cwd=ROOT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+    yield Served(url, port, env, index_dir, model_dir, extra_dir, {"Authorization": f"Bearer {KEY}"}, log)
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def post(served: Served, path: str, body: dict) -> httpx.Response:
+    return httpx.post(served.url + path, json=body, headers=served.headers, timeout=30)
+
+
+def test_health_is_public_and_two_indexes_share_one_model(served):
+    health = httpx.get(f"{served.url}/health").json()
+    assert health["status"] == "ok"
+    assert len(health["models"]) == 1 and health["models"][0]["enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/indexes"),
+        ("POST", "/search"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/reload"),
+        ("GET", "/openapi.json"),
+    ],
+)
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-key", KEY])
+def test_everything_else_needs_the_key(served, method, path, auth):
+    headers = {"Authorization": auth} if auth else {}
+    response = httpx.request(
+        method, served.url + path, json={"query": "cat", "input": "cat"}, headers=headers
+    )
+    assert response.status_code == 401
+    assert "API key" in response.json()["error"]["message"]
+
+
+def test_indexes_describe_what_is_served(served):
+    listed = {
+        row["name"]: row
+        for row in httpx.get(f"{served.url}/indexes", headers=served.headers).json()["indexes"]
+    }
+    assert list(listed) == ["notes", "extra"]
+    assert listed["notes"]["files"] == 3 and listed["notes"]["chunks"] >= 3
+    assert listed["notes"]["dim"] == 32 and listed["notes"]["size"] > 0
+    assert listed["notes"]["model"] == str(served.model_dir.resolve())
+    assert httpx.post(f"{served.url}/reload", headers=served.headers).json()["indexes"][0]["name"] == "notes"
+    models = httpx.get(f"{served.url}/v1/models", headers=served.headers).json()["data"]
+    assert [model["id"] for model in models] == ["notes", "extra"]
+    spec = httpx.get(f"{served.url}/openapi.json", headers=served.headers).json()
+    assert {"/search", "/v1/embeddings", "/health", "/indexes", "/reload"} <= set(spec["paths"])
+
+
+def test_search_matches_the_library_in_every_mode(served):
+    with Index.open("notes", root=served.index_dir) as index:
+        for mode in ("bm25", "dense", "hybrid"):
+            answer = post(
+                served, "/search", {"query": "proteins fold into structures", "k": 3, "mode": mode}
+            ).json()
+            assert answer["index"] == "notes" and answer["mode"] == mode and answer["took_ms"] >= 0
+            expected = index.search("proteins fold into structures", k=3, mode=mode)
+            assert [hit["chunk_id"] for hit in answer["hits"]] == [hit.chunk_id for hit in expected]
+            assert [hit["score"] for hit in answer["hits"]] == pytest.approx(
+                [hit.score for hit in expected], abs=1e-5
+            )
+            assert answer["hits"][0]["text"] == expected[0].text
+    assert answer["hits"][0]["path"].endswith("proteins.md")
+
+
+def test_search_picks_the_index_and_filters_paths(served):
+    extra = post(served, "/search", {"query": "vector search", "index": "extra", "mode": "bm25"}).json()
+    assert extra["index"] == "extra" and extra["hits"][0]["path"].endswith("search.txt")
+    cats = post(served, "/search", {"query": "the", "path_glob": "*cats.md", "mode": "hybrid"}).json()
+    assert cats["hits"] and all(hit["path"].endswith("cats.md") for hit in cats["hits"])
+
+
+def test_embeddings_are_the_encoders_vectors(served):
+    from llm2vec_search.encoder import Encoder
+
+    texts = ["The cat sat on the mat.", "Stock markets fell."]
+    answer = post(served, "/v1/embeddings", {"input": texts, "model": "my-model"}).json()
+    assert answer["object"] == "list" and answer["model"] == "my-model"
+    assert [row["index"] for row in answer["data"]] == [0, 1]
+    expected = Encoder.from_pretrained(served.model_dir).encode(texts)
+    np.testing.assert_allclose([row["embedding"] for row in answer["data"]], expected, atol=1e-5)
+    assert answer["usage"]["prompt_tokens"] == answer["usage"]["total_tokens"] > len(texts)
+    packed = post(served, "/v1/embeddings", {"input": texts[0], "encoding_format": "base64"}).json()
+    decoded = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_allclose(decoded, expected[0], atol=1e-5)
+
+
+def test_openai_client_works_against_the_server(served):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY)
+    result = client.embeddings.create(input=["proteins fold", "a dog runs"], model="notes")
+    assert len(result.data) == 2 and len(result.data[0].embedding) == 32
+    assert result.model == "notes" and result.usage.total_tokens > 0
+    floats = post(served, "/v1/embeddings", {"input": ["proteins fold"]}).json()["data"][0]["embedding"]
+    np.testing.assert_allclose(result.data[0].embedding, floats, atol=1e-6)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{served.url}/v1", api_key="wrong", max_retries=0).embeddings.create(
+            input="x", model="notes"
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/search", b"{not json", 422),
+        ("/search", {"query": 5}, 422),
+        ("/search", {"query": ""}, 422),
+        ("/search", {"query": "   "}, 400),
+        ("/search", {"query": "cat", "k": 0}, 422),
+        ("/search", {"query": "cat", "k": 5000}, 400),
+        ("/search", {"query": "cat", "mode": "fuzzy"}, 422),
+        ("/search", {"query": "cat", "index": "missing"}, 404),
+        ("/search", {"query": "cat", "index": "../notes"}, 404),
+        ("/search", {"query": "cat", "path": "/etc/passwd"}, 422),
+        ("/search", [1, 2], 422),
+        ("/v1/embeddings", {"input": []}, 400),
+        ("/v1/embeddings", {"input": ""}, 400),
+        ("/v1/embeddings", {"input": ["ok", " "]}, 400),
+        ("/v1/embeddings", {"input": [[1, 2, 3]]}, 422),
+        ("/v1/embeddings", {"input": ["x"] * 257}, 400),
+        ("/v1/embeddings", {"input": "x" * 40_000}, 400),
+        ("/v1/embeddings", {"input": "x", "dimensions": 7}, 400),
+        ("/v1/embeddings", {"input": "x", "encoding_format": "hex"}, 422),
+        ("/v1/embeddings", {"input": "x" * 1_100_000}, 413),
+        ("/nowhere", {}, 404),
+    ],
+)
+def test_bad_requests_get_a_json_4xx(served, path, body, status):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {**served.headers, "Content-Type": "application/json"}
+    response = httpx.post(served.url + path, content=content, headers=headers, timeout=30)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["message"]
+
+
+def test_wrong_method_and_server_survive_bad_input(served):
+    assert httpx.get(f"{served.url}/search", headers=served.headers).status_code == 405
+    assert post(served, "/search", {"query": "cat", "k": 1}).status_code == 200
+
+
+def test_concurrent_requests_share_forward_passes(served):
+    texts = [f"request {i}: proteins fold and cats sit" for i in range(24)]
+    with ThreadPoolExecutor(24) as pool:
+        embedded = list(pool.map(lambda text: post(served, "/v1/embeddings", {"input": text}), texts))
+        searched = list(pool.map(lambda text: post(served, "/search", {"query": text, "k": 2}), texts))
+    assert all(response.status_code == 200 for response in embedded + searched)
+    alone = post(served, "/v1/embeddings", {"input": texts[5]}).json()["data"][0]["embedding"]
+    np.testing.assert_allclose(embedded[5].json()["data"][0]["embedding"], alone, atol=1e-5)
+    together = searched[7].json()["hits"]
+    apart = post(served, "/search", {"query": texts[7], "k": 2}).json()["hits"]
+    assert [hit["chunk_id"] for hit in together] == [hit["chunk_id"] for hit in apart]
+    assert [hit["dense_score"] for hit in together] == pytest.approx(
+        [hit["dense_score"] for hit in apart], abs=1e-5
+    )
+    stats = httpx.get(f"{served.url}/health").json()["models"][0]
+    assert stats["largest_batch_requests"] > 1
+    assert stats["batches"] < stats["requests"]
+
+
+def test_rag_client_example_builds_a_cited_prompt(served):
+    example = [
+        sys.executable,
+        str(ROOT / "examples" / "rag_client.py"),
+        "proteins fold",
+        "--url",
+        served.url,
+        "--mode",
+        "bm25",
+        "--k",
+        "2",
+    ]
+    done = subprocess.run(
+        example, env={**served.env, "L2V_SEARCH_API_KEY": KEY}, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "[1] " in done.stdout and "proteins.md:" in done.stdout and "Question: proteins fold" in done.stdout
+    )
+    refused = subprocess.run(example, env=served.env, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "401" in refused.stderr
+
+
+def test_server_picks_up_another_processs_index_run(served):
+    query = {"query": "quokkazebra", "index": "extra", "mode": "bm25"}
+    assert post(served, "/search", query).json()["hits"] == []
+    write_files(served.extra_dir, {"new.md": "# New\n\nA quokkazebra is not a real animal.\n"})
+    index_folder(served.env, served.extra_dir, "extra", served.index_dir, served.model_dir)
+    hits = post(served, "/search", query).json()["hits"]
+    assert hits and hits[0]["path"].endswith("new.md")
+    dense = post(served, "/search", {**query, "mode": "dense", "k": 10}).json()["hits"]
+    assert any(hit["path"].endswith("new.md") for hit in dense)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "0.0.0.0"], "--api-key"),
+        (["--api-key", "UNSET_L2V_TEST_VAR"], "no environment variable"),
+        (["--name", "missing"], "no index named 'missing'"),
+    ],
+)
+def test_serve_refuses_bad_settings_in_one_line(served, args, message):
+    done = run_cli(
+        served.env, "serve", "--index-dir", str(served.index_dir), "--port", str(free_port()), *args
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_port_in_use(served):
+    done = run_cli(served.env, "serve", "--index-dir", str(served.index_dir), "--port", str(served.port))
+    assert done.returncode == 2 and "already in use" in done.stderr
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "10.0.0.1"])
+def test_a_loopback_server_refuses_other_host_names(served, host):
+    response = httpx.get(f"{served.url}/health", headers={"Host": host})
+    assert response.status_code == 400 and "is not this machine" in response.json()["error"]["message"]
+    assert httpx.get(f"{served.url}/health", headers={"Host": f"localhost:{served.port}"}).status_code == 200
+
+
+def test_security_helpers(monkeypatch):
+    from llm2vec_search.server.security import host_name, is_loopback, resolve_api_key
+
+    assert [host_name(h) for h in ("[::1]:8765", "LocalHost:80", "127.0.0.1", "::1")] == [
+        "::1",
+        "localhost",
+        "127.0.0.1",
+        "::1",
+    ]
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("myhost")
+    monkeypatch.setenv("MY_L2V_KEY", "s3cret")
+    assert resolve_api_key("MY_L2V_KEY") == "s3cret"
+    assert resolve_api_key("a-literal-key") == "a-literal-key"
+    assert resolve_api_key(None) is None
+    with pytest.raises(L2VError, match="no environment variable"):
+        resolve_api_key("MISSING_L2V_KEY")
+
+
+def test_backend_loads_each_model_once_and_follows_a_rebuild_with_another_model(tmp_path):
+    import shutil
+
+    from llm2vec_search.server import Backend, BatchSettings
+
+    first = save_tiny_model(tmp_path / "first")
+    second = shutil.copytree(first, tmp_path / "second")  # same weights, other path: another fingerprint
+    docs = write_files(tmp_path / "docs", NOTES)
+    for name, model in (("a", first), ("b", first), ("c", second)):
+        with Index.open(name, root=tmp_path, model=str(model), create=True) as index:
+            index.update([docs])
+    with pytest.raises(L2VError, match="two indexes are named 'a'"):
+        Backend.load(["a", str(tmp_path / "a")], tmp_path, BatchSettings())
+    backend = Backend.load(["a", "b", str(tmp_path / "c")], tmp_path, BatchSettings())
+    try:
+        assert list(backend.indexes) == ["a", "b", "c"]
+        assert len(backend.models) == 2
+        assert backend.index("a").model is backend.index("b").model is not backend.index("c").model
+        with Index.open("a", root=tmp_path, model=str(second), rebuild=True) as index:
+            index.update([docs])
+        served = backend.index("a")
+        assert served.model is backend.index("c").model and len(backend.models) == 2
+        vector = served.model.batcher.encode(["proteins fold"]).vectors[0]
+        hits = served.search("proteins fold", served.model, vector, k=3, mode="dense", path_glob=None)
+        assert len(hits) == 3 and hits[0].dense_score is not None
+    finally:
+        backend.close()
+
+
+def test_no_request_caused_an_internal_error(served):
+    log = served.log.read_text()
+    assert "Traceback" not in log and "internal error" not in log
