@@ -12,13 +12,12 @@ Workloads, each shuffled so that lengths are mixed as in real corpora: short tex
 ~30 tokens), long texts (SciFact abstracts cut to 256 tokens), and both together ("mixed"). Tokens/s counts
 the real tokens of the texts (specials included, padding not), so every method is credited for the same work.
 
-On CPU an int8 row (`Encoder.from_pretrained(..., quantize="int8")`) is added; on a GPU, fp16 rows and the
-fraction of the peak FLOP rate (2 · non-embedding params · tokens / time / peak, where the peak is measured
-with a large matmul in the same dtype unless `--peak-tflops` is given).
+On a GPU, fp16 rows are added with the fraction of the peak FLOP rate (2 · non-embedding params · tokens
+/ time / peak, where the peak is measured with a large matmul in the same dtype unless `--peak-tflops` is
+given).
 
     python benchmarks/encode_throughput.py                          # default model, 256 short + 64 long texts
     python benchmarks/encode_throughput.py --n-short 64 --n-long 16 --threads 2
-    python benchmarks/encode_throughput.py --methods ours,ours-int8 --n-short 0 --n-long 200   # int8 check
 """
 
 import argparse
@@ -39,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 LONG_TOKENS = 256
 PLAIN_BATCH = 32
-METHODS = ("ours", "ours-int8", "sentence-transformers", "plain")
+METHODS = ("ours", "sentence-transformers", "plain")
 AGREEMENT_MIN_COSINE = 0.9999
-# Whose vectors each method is checked against: the plain loop, except int8, which is checked against fp32.
-REFERENCE = {"ours": "plain", "sentence-transformers": "plain", "ours-int8": "ours"}
+# Whose vectors each method is checked against.
+REFERENCE = {"ours": "plain", "sentence-transformers": "plain"}
 
 
 @dataclass
@@ -137,9 +136,6 @@ def build_methods(args, device: torch.device, dtype_name: str):
     methods: dict[str, Callable[[list[str]], np.ndarray]] = {}
     if "ours" in args.methods:
         methods["ours"] = lambda texts: encoder.encode(texts, max_batch_tokens=args.max_batch_tokens)
-    if "ours-int8" in args.methods and device.type == "cpu" and dtype_name == "float32":
-        quantized = Encoder.from_pretrained(args.model, device="cpu", quantize="int8")
-        methods["ours-int8"] = lambda texts: quantized.encode(texts, max_batch_tokens=args.max_batch_tokens)
     if "sentence-transformers" in args.methods:
         weights_dir, _ = resolve_weights(args.st_weights)
         methods["sentence-transformers"] = sentence_transformer(

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 SHIPPED_DEFAULT = Path(__file__).resolve().parent.parent / "models" / "default"
 DEFAULT_MAX_LENGTH = 512
 DEFAULT_BATCH_TOKENS = 8192
-QUANTIZE_MODES = ("int8",)
 
 
 @dataclass
@@ -121,16 +120,12 @@ class Encoder:
         max_length: int | None = None,
         bidirectional: bool | None = None,
         query_instruction: str | None = None,
-        quantize: str | None = None,
     ) -> "Encoder":
         """Load a model spec (see `l2v-search models`), apply adapters, and switch on bidirectional attention.
 
         Arguments left as None take the trained model directory's settings, else mean pooling, 512 tokens,
-        bidirectional attention and no query instruction. `quantize="int8"` (CPU only) trades accuracy for
-        speed; see `_quantize_int8`.
+        bidirectional attention and no query instruction.
         """
-        if quantize is not None and quantize not in QUANTIZE_MODES:
-            raise L2VError(f"unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
         spec = str(model)
         config = ModelDirConfig(base_model=spec)
         model_dir: Path | None = None
@@ -165,12 +160,10 @@ class Encoder:
         use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
         set_bidirectional(network, use_bidirectional)
         network.to(device=torch_device, dtype=torch_dtype)
-        if quantize == "int8":
-            _quantize_int8(network, torch_device, torch_dtype)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         final_pooling = pooling or config.pooling
-        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional, quantize)
+        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional)
         name = str(model_dir) if model_dir and model_dir != SHIPPED_DEFAULT else spec
         return cls(
             network,
@@ -322,31 +315,13 @@ def _special_tokens_around_text(tokenizer) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def _fingerprint(
-    identity: str, adapter_dirs: list[Path], pooling: str, bidirectional: bool, quantize: str | None = None
-) -> str:
-    """A short hash of everything that changes document vectors: weights, adapters, pooling, attention,
-    quantization (left out when off, so unquantized fingerprints stay as they were)."""
-    parts = [identity, pooling, bidirectional] + ([quantize] if quantize else [])
-    digest = hashlib.sha256(json.dumps(parts).encode())
+def _fingerprint(identity: str, adapter_dirs: list[Path], pooling: str, bidirectional: bool) -> str:
+    """A short hash of everything that changes document vectors: weights, adapters, pooling, attention."""
+    digest = hashlib.sha256(json.dumps([identity, pooling, bidirectional]).encode())
     for directory in adapter_dirs:
         for path in sorted(directory.glob("adapter_model.*")):
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _quantize_int8(network: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Dynamic int8 quantization of every Linear layer, in place: about 2x faster on CPU, but the vectors move
-    (cosine with fp32 ~0.93 for Gemma 3 270M, whose activations have outliers), so it is opt-in only."""
-    if device.type != "cpu" or dtype != torch.float32:
-        raise L2VError("quantize='int8' runs on CPU in float32 only; pass device='cpu' and dtype='auto'")
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch.ao's own deprecation notices say nothing a user can act on
-        warnings.simplefilter("ignore")
-        quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 class _ProgressBar:
