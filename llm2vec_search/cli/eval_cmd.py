@@ -29,11 +29,21 @@ CausalOption = typer.Option(False, "--causal", help="Keep causal attention (to c
 PoolingOption = typer.Option(None, help="mean, weighted_mean, last_token or bos (default: the model's).")
 
 
-def _load_encoder(model: str, max_length: int | None, causal: bool, pooling: str | None):
+def _load_encoder(
+    model: str,
+    max_length: int | None,
+    causal: bool,
+    pooling: str | None,
+    query_instruction: str | None = None,
+):
     from ..encoder import Encoder
 
     return Encoder.from_pretrained(
-        model, pooling=pooling, max_length=max_length, bidirectional=False if causal else None
+        model,
+        pooling=pooling,
+        max_length=max_length,
+        bidirectional=False if causal else None,
+        query_instruction=query_instruction,
     )
 
 
@@ -108,6 +118,9 @@ def retrieval(
     ),
     causal: bool = CausalOption,
     pooling: str | None = PoolingOption,
+    query_instruction: str | None = typer.Option(
+        None, help='Instruction the queries are embedded with ("" for none) (default: the model\'s).'
+    ),
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of searching DATASET_DIR's corpus with the split's queries.
 
@@ -119,7 +132,7 @@ def retrieval(
 
     check_mode(mode)
     dataset = load_beir(dataset_dir, split)
-    encoder = _load_encoder(model, max_length, causal, pooling)
+    encoder = _load_encoder(model, max_length, causal, pooling, query_instruction)
     with _Bars() as bars:
         result = run_retrieval(dataset, encoder, mode, chunk_tokens, overlap_tokens, progress=bars)
     record = {
@@ -128,6 +141,7 @@ def retrieval(
         "dataset": result.dataset,
         "split": result.split,
         "mode": mode,
+        "query_instruction": encoder.query_instruction,
         "chunk_tokens": result.chunk_tokens,
         "overlap_tokens": result.overlap_tokens,
         "metrics": {name: round(value, 5) for name, value in result.metrics.items()},

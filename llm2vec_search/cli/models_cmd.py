@@ -1,5 +1,7 @@
 """`l2v-search models`: what can be used, and whether it is installed and converted."""
 
+from dataclasses import replace
+
 from rich.table import Table
 
 from .app import app, console
@@ -8,12 +10,25 @@ from .app import app, console
 @app.command()
 def models() -> None:
     """List the models l2v-search can use and whether each is installed and converted."""
+    from ..encoder.adapters import is_model_dir
+    from ..encoder.encoder import SHIPPED_DEFAULT
     from ..encoder.models import cache_dir, model_status
 
+    rows = model_status()
+    base = next(row for row in rows if row.name == "gemma3-270m")
+    if is_model_dir(SHIPPED_DEFAULT):
+        rows.insert(
+            0,
+            replace(
+                base,
+                name="default",
+                description="gemma3-270m trained the LLM2Vec way (MNTP + SimCSE adapters in the package)",
+            ),
+        )
     table = Table(title=f"models (cache: {cache_dir()})")
     for column in ("name", "description", "installed", "converted", "how to get it"):
         table.add_column(column)
-    for row in model_status():
+    for row in rows:
         table.add_row(
             row.name,
             row.description,

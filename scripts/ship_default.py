@@ -1,0 +1,72 @@
+"""Copy a trained model directory into the package as the shipped default, adapter weights stored in fp16.
+
+    python scripts/ship_default.py RUN_DIR                            # the adapters as training saved them
+    python scripts/ship_default.py RUN_DIR --checkpoint simcse:50     # that stage's adapter at step 50
+
+Copies `l2v-model.json` and each listed adapter (config + weights, halved to fp16: half the size; the vectors
+agree with fp32 adapters to a cosine above 0.9999); checkpoints, logs and PEFT's generated model cards stay
+behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of its run (for a run stopped
+before its last step) and lists the stage in `l2v-model.json`. Replaces `llm2vec_search/models/default/`.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+TARGET = Path(__file__).resolve().parents[1] / "llm2vec_search" / "models" / "default"
+PEFT_ADAPTER_NAME = ".default."  # PEFT's in-memory parameter names carry the adapter name; saved ones do not
+
+
+def checkpoint_weights(run: Path, stage: str, step: int) -> dict[str, torch.Tensor]:
+    state = torch.load(
+        run / "checkpoints" / stage / f"step-{step:07d}" / "state.pt", map_location="cpu", weights_only=True
+    )
+    return {name.replace(PEFT_ADAPTER_NAME, "."): value for name, value in state["adapter"].items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", type=Path, help="a model directory written by `l2v-search train`")
+    parser.add_argument("--checkpoint", help="STAGE:STEP, e.g. simcse:50")
+    args = parser.parse_args()
+    config = json.loads((args.run / "l2v-model.json").read_text())
+    from_checkpoint: dict[str, int] = {}
+    if args.checkpoint:
+        stage, step = args.checkpoint.split(":")
+        from_checkpoint[stage] = int(step)
+        if stage not in config["adapters"]:
+            config["adapters"].append(stage)
+    staging = TARGET.with_name(".default.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for adapter in config["adapters"]:
+        (staging / adapter).mkdir()
+        # All stages share the LoRA settings: a checkpointed stage borrows the first stage's config.
+        config_source = (
+            args.run / adapter if (args.run / adapter).is_dir() else args.run / config["adapters"][0]
+        )
+        adapter_config = json.loads((config_source / "adapter_config.json").read_text())
+        adapter_config["base_model_name_or_path"] = config["base_model"]  # a model spec, not a local path
+        (staging / adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
+        if adapter in from_checkpoint:
+            weights = checkpoint_weights(args.run, adapter, from_checkpoint[adapter])
+        else:
+            weights = load_file(args.run / adapter / "adapter_model.safetensors")
+        save_file(
+            {k: v.half().contiguous() for k, v in weights.items()},
+            staging / adapter / "adapter_model.safetensors",
+        )
+    (staging / "l2v-model.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.rmtree(TARGET, ignore_errors=True)
+    staging.rename(TARGET)
+    print(f"shipped {', '.join(config['adapters'])} from {args.run} → {TARGET}")
+
+
+if __name__ == "__main__":
+    main()
