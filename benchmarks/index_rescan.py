@@ -93,7 +93,7 @@ def main() -> None:
     )
     parser.add_argument("--files", type=int, default=10_000)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)  # keeps the columns when printed to a file
     table = Table(title=f"Rerunning `index` on {args.files:,} indexed files")
     for column in ("run", "files changed", "chunks added", "in-process s", "CLI s"):
         table.add_column(column, justify="right")

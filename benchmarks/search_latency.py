@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -35,7 +36,7 @@ SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 CLUSTERS = 1000
 NOISE = 0.6  # spread of points around their cluster centre, relative to the centre's unit length
 RECALL_QUERIES = 500
-console = Console()
+console = Console(width=150)  # the tables keep their columns when printed to a file
 
 
 def synthetic_vectors(count: int, dim: int, seed: int) -> np.ndarray:
@@ -90,20 +91,27 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples, 50)) * 1000, float(np.percentile(samples, 99)) * 1000
 
 
-def time_queries(store, vectors, encoder, queries, mode: str, repeats: int) -> tuple[float, float]:
-    """p50/p99 in ms of one query at a time, each fully answered (encode + FAISS + SQLite rows)."""
-    samples = []
+def time_queries(store, vectors, encoder, queries, mode: str, repeats: int) -> list[float]:
+    """p50/p99 in ms of one query at a time, fully answered (encode + FAISS + SQLite rows), then the p50 of
+    each part: the encoder, and the search with its metadata join."""
+    totals, encodes, searches = [], [], []
     for i in range(repeats):
         text = queries[i % len(queries)]
         began = time.perf_counter()
-        search_many(store, vectors, encoder.encode_queries, [text], k=10, mode=mode)
-        samples.append(time.perf_counter() - began)
-    return percentiles(samples)
+        vector = encoder.encode_queries([text])
+        encoded = time.perf_counter()
+        search_many(store, vectors, lambda _texts, v=vector: v, [text], k=10, mode=mode)
+        done = time.perf_counter()
+        totals.append(done - began)
+        encodes.append(encoded - began)
+        searches.append(done - encoded)
+    return [*percentiles(totals), percentiles(encodes)[0], percentiles(searches)[0]]
 
 
 def corpus_rows(encoder: Encoder, texts, queries, sizes, kinds, repeats) -> Table:
     table = Table(title=f"Warm query latency, k=10, {repeats} queries each (encode + search + rows)")
-    for column in ("chunks", "index", "mode", "p50 ms", "p99 ms", "recall@10", "build s"):
+    columns = ("chunks", "index", "mode", "p50 ms", "p99 ms", "encode p50", "search+rows p50", "recall@10")
+    for column in (*columns, "build s"):
         table.add_column(column, justify="right")
     for size in sizes:
         data = synthetic_vectors(size, encoder.dim, seed=size)
@@ -122,40 +130,56 @@ def corpus_rows(encoder: Encoder, texts, queries, sizes, kinds, repeats) -> Tabl
                 exact_ids = found if kind == "flat" else exact_ids
                 recall = "exact" if kind == "flat" else f"{recall_at_10(exact_ids, found):.3f}"
                 for mode in ("dense", "hybrid"):
-                    p50, p99 = time_queries(store, vectors, encoder, queries, mode, repeats)
-                    table.add_row(
-                        f"{size:,}", vectors.kind, mode, f"{p50:.1f}", f"{p99:.1f}", recall, f"{built:.1f}"
-                    )
+                    timings = [
+                        f"{ms:.1f}" for ms in time_queries(store, vectors, encoder, queries, mode, repeats)
+                    ]
+                    table.add_row(f"{size:,}", vectors.kind, mode, *timings, recall, f"{built:.1f}")
             store.close()
     return table
 
 
+def timed_searches(vectors: VectorIndex, probes: np.ndarray) -> tuple[tuple[float, float], np.ndarray]:
+    samples, found = [], []
+    for probe in probes:
+        start = time.perf_counter()
+        found.append(vectors.search(probe[None, :], 10)[1][0])
+        samples.append(time.perf_counter() - start)
+    return percentiles(samples), np.array(found)
+
+
 def ann_rows(dim: int, size: int, queries: int) -> Table:
-    """FAISS alone at `size` vectors: one query at a time, exact vs IVF (the `auto` choice at this size)."""
+    """FAISS alone at `size` vectors, one query at a time: exact vs IVF (the `auto` choice at this size) at
+    its default nprobe and at others, to show the speed/recall trade-off."""
     data = synthetic_vectors(size, dim, seed=7)
     probes = perturbed_queries(data, queries, seed=2)
     ids = np.arange(size, dtype=np.int64)
     table = Table(title=f"FAISS only at {size:,} vectors (dim {dim}), {queries} single queries")
-    for column in ("index", "p50 ms", "p99 ms", "recall@10", "speed-up", "build s"):
+    for column in ("index", "nprobe", "p50 ms", "p99 ms", "recall@10", "speed-up (p50)", "build s"):
         table.add_column(column, justify="right")
-    results = {}
-    for kind in ("flat", "ivf"):
-        began = time.perf_counter()
-        vectors = VectorIndex.create(dim)
-        vectors.add(ids, data)
-        vectors.reshape(kind)
-        built = time.perf_counter() - began
-        samples, found = [], []
-        for probe in probes:
-            start = time.perf_counter()
-            found.append(vectors.search(probe[None, :], 10)[1][0])
-            samples.append(time.perf_counter() - start)
-        results[kind] = (percentiles(samples), np.array(found), built)
-        del vectors
-    (exact_p50, _), exact_ids, _ = results["flat"]
-    for kind, ((p50, p99), found, built) in results.items():
-        recall = "exact" if kind == "flat" else f"{recall_at_10(exact_ids, found):.3f}"
-        table.add_row(kind, f"{p50:.2f}", f"{p99:.2f}", recall, f"{exact_p50 / p50:.1f}×", f"{built:.1f}")
+    began = time.perf_counter()
+    vectors = VectorIndex.create(dim)
+    vectors.add(ids, data)
+    built = time.perf_counter() - began
+    (exact_p50, exact_p99), exact_ids = timed_searches(vectors, probes)
+    table.add_row("flat", "", f"{exact_p50:.2f}", f"{exact_p99:.2f}", "exact", "1.0×", f"{built:.1f}")
+    began = time.perf_counter()
+    vectors.reshape("ivf")
+    built = time.perf_counter() - began
+    ivf = faiss.extract_index_ivf(vectors.index)
+    default_nprobe = ivf.nprobe
+    for nprobe in sorted({default_nprobe // 2, default_nprobe, default_nprobe * 2, default_nprobe * 4}):
+        ivf.nprobe = nprobe
+        (p50, p99), found = timed_searches(vectors, probes)
+        label = f"{nprobe}" + (" (default)" if nprobe == default_nprobe else "")
+        table.add_row(
+            f"ivf{ivf.nlist}",
+            label,
+            f"{p50:.2f}",
+            f"{p99:.2f}",
+            f"{recall_at_10(exact_ids, found):.3f}",
+            f"{exact_p50 / p50:.1f}×",
+            f"{built:.1f}",
+        )
     return table
 
 

@@ -35,12 +35,13 @@ class SearchClient:
         self,
         query: str,
         k: int = 5,
-        mode: str = "hybrid",
+        mode: str | None = None,
         index: str | None = None,
         path_glob: str | None = None,
     ) -> list[dict]:
         """Best chunks first; each has path, start_line, end_line, heading, text and score."""
         payload = {"query": query, "k": k, "mode": mode, "index": index, "path_glob": path_glob}
+        payload = {key: value for key, value in payload.items() if value is not None}  # server defaults
         return self._request("POST", "/search", payload)["hits"]
 
     def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("question")
     parser.add_argument("--url", default="http://127.0.0.1:8765")
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
+    parser.add_argument("--mode", choices=["bm25", "hybrid", "dense"], help="default: the server's")
     parser.add_argument("--index", default=None, help="Index name (default: the server's first).")
     parser.add_argument("--json", action="store_true", help="Print the hits as JSON instead of the prompt.")
     args = parser.parse_args(argv)

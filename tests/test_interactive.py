@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llm2vec_search.indexing import Index
+from llm2vec_search.search import DEFAULT_MODE
 from tests.test_query_cli import DOCS, Terminal, cli, run_cli
 
 LATENCY = re.compile(r"^(\d+) hits? in (\d+) ms \((.*)\)$", re.MULTILINE)
@@ -52,7 +53,7 @@ def test_piped_session_runs_queries_and_commands(workdir):
     assert result.returncode == 0, result.stderr
     answers = LATENCY.findall(result.stdout)
     assert [settings for _, _, settings in answers] == [
-        "mode hybrid, k 10",
+        f"mode {DEFAULT_MODE}, k 10",
         "mode bm25, k 1",
         "mode bm25, k 1, path *.txt",
         "mode dense, k 1",
@@ -95,7 +96,7 @@ def test_terminal_session_keeps_readline_history_across_sessions(workdir, tmp_pa
     first = Terminal(cli("query", "--mode", "bm25"), workdir)
     first.read_until("search> ")
     first.send("install\n")
-    first.read_until(r"hits? in \d+ ms")
+    first.read_until(r"hits? in \d+ ms[\s\S]*search> $")  # keys sent before the prompt would race readline
     first.send(UP_ARROW + "\n")  # recall the last line: the same query again
     output = first.read_until(r"hits? in \d+ ms[\s\S]*hits? in \d+ ms")
     assert len(LATENCY.findall(output)) == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from llm2vec_search.search import Hit
+from llm2vec_search.search import DEFAULT_MODE, Hit
 
 DOCS = {
     "guide.md": (
@@ -135,8 +135,14 @@ def test_plain_output_when_piped_has_one_block_per_hit(workdir):
     assert "\x1b[" not in result.stdout  # no colour codes in a pipe
 
 
+def test_json_uses_the_default_mode(workdir):
+    result = run_cli(workdir, "query", "ball for the dog", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mode"] == DEFAULT_MODE
+
+
 def test_json_has_query_settings_and_every_hit_field(workdir):
-    result = run_cli(workdir, "query", "ball for the dog", "--json", "-k", "3")
+    result = run_cli(workdir, "query", "ball for the dog", "--json", "-k", "3", "--mode", "hybrid")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert (document["query"], document["mode"], document["k"]) == ("ball for the dog", "hybrid", 3)

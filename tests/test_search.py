@@ -108,6 +108,9 @@ def test_rrf_math():
     assert scores[2] == pytest.approx(1 / 62)
     assert scores[3] == pytest.approx(1 / 63 + 1 / 61)
     assert sorted(scores, key=lambda i: -scores[i]) == [1, 3, 2]
+    weighted = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], weights=[0.5, 1.0])
+    assert weighted[1] == pytest.approx(0.5 / 61 + 1 / 62)
+    assert weighted[3] == pytest.approx(0.5 / 63 + 1 / 61)
 
 
 def test_rank_hits_keeps_each_retrievers_score(index):

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..search import DEFAULT_MODE
 from .app import ModelOption, app, console, err_console
 
 REPORT_FILE_WIDTH = 160
@@ -105,7 +106,7 @@ def retrieval(
         ..., help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."
     ),
     model: str = ModelOption,
-    mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
+    mode: str = typer.Option(DEFAULT_MODE, help="bm25, hybrid or dense."),
     split: str = typer.Option("test", help="Which qrels/<split>.tsv to evaluate."),
     as_json: bool = JsonOption,
     output: Path | None = OutputOption,

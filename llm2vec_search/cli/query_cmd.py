@@ -5,11 +5,10 @@ from pathlib import Path
 import typer
 
 from ..errors import L2VError
+from ..search import DEFAULT_MODE
 from .app import app, console, err_console
 from .index_cmd import IndexDirOption, NameOption
 
-# The mode used when none is given (CLI and interactive loop); the eval helper measures which is best.
-DEFAULT_SEARCH_MODE = "hybrid"
 EXIT_NO_HITS = 1
 
 
@@ -41,7 +40,7 @@ def query_command(
     name: str = NameOption,
     index_dir: Path | None = IndexDirOption,
     k: int = typer.Option(10, "-k", "--top-k", help="How many hits to show."),
-    mode: str = typer.Option(DEFAULT_SEARCH_MODE, "--mode", help="hybrid, dense or bm25."),
+    mode: str = typer.Option(DEFAULT_MODE, "--mode", help="bm25, hybrid or dense."),
     path: str | None = typer.Option(
         None, "--path", help="Only chunks whose file path matches this glob (e.g. '*.md', 'docs/*')."
     ),

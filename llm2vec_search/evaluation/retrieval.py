@@ -20,7 +20,7 @@ from ..encoder.models import cache_dir
 from ..errors import L2VError
 from ..indexing.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ..indexing.index import SPECIAL_TOKEN_ROOM, Index
-from ..search import SEARCH_MODES
+from ..search import DEFAULT_MODE, SEARCH_MODES
 from .beir import BeirDataset
 from .metrics import mean_metrics
 
@@ -161,7 +161,7 @@ def rank_documents(
 def run_retrieval(
     dataset: BeirDataset,
     encoder: Encoder,
-    mode: str = "hybrid",
+    mode: str = DEFAULT_MODE,
     chunk_tokens: int | None = None,
     overlap_tokens: int | None = None,
     progress: ProgressCallback | None = None,

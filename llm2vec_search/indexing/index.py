@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import L2VError
+from ..search import DEFAULT_MODE
 from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_document
 from .discover import discover
 from .extract import Document, SkipFile, extract
@@ -368,7 +369,7 @@ class Index:
         self,
         text: str,
         k: int = 10,
-        mode: str = "hybrid",
+        mode: str = DEFAULT_MODE,
         path_glob: str | None = None,
         query_vector: np.ndarray | None = None,
     ) -> list["Hit"]:
@@ -380,7 +381,7 @@ class Index:
         self,
         texts: Sequence[str],
         k: int = 10,
-        mode: str = "hybrid",
+        mode: str = DEFAULT_MODE,
         path_glob: str | None = None,
         query_vectors: np.ndarray | None = None,
     ) -> list[list["Hit"]]:

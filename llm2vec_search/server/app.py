@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import L2VError
-from ..search import SEARCH_MODES
+from ..search import DEFAULT_MODE, SEARCH_MODES
 from .backend import Backend, UnknownIndex
 from .security import ApiKeyMiddleware, BodyLimitMiddleware, LoopbackHostMiddleware
 
@@ -42,7 +42,7 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1)
     k: int = Field(10, ge=1)
-    mode: Literal[SEARCH_MODES] = "hybrid"  # type: ignore[valid-type]
+    mode: Literal[SEARCH_MODES] = DEFAULT_MODE  # type: ignore[valid-type]
     path_glob: str | None = None
     index: str | None = None
 
