@@ -3,7 +3,8 @@
 Builds a small index of Wikipedia paragraphs (from ../shared/data/wiki_en) with the chosen model, then for
 micro-batching on and off starts a real server on 127.0.0.1 and drives /v1/embeddings and /search with N
 concurrent clients for a fixed time each. Every client sends one short text per request (a RAG program's
-query), so the server sees many small concurrent requests: the case micro-batching is for.
+query), so the server sees many small concurrent requests: the case micro-batching is for. /search requests
+ask for `--search-mode` (dense by default: the encoder-bound path; BM25 never calls the encoder).
 
     python benchmarks/serve_load.py                      # default model, 15 s per cell
     python benchmarks/serve_load.py --model DIR --seconds 5 --clients 1 8
@@ -139,11 +140,13 @@ def start_server(folder: Path, port: int, batching: bool, threads: int | None) -
     sys.exit("error: server did not start in time")
 
 
-def payload(endpoint: str, text: str) -> dict:
-    return {"input": text, "model": "bench"} if endpoint == "/v1/embeddings" else {"query": text, "k": 5}
+def payload(endpoint: str, text: str, search_mode: str) -> dict:
+    if endpoint == "/v1/embeddings":
+        return {"input": text, "model": "bench"}
+    return {"query": text, "k": 5, "mode": search_mode}
 
 
-async def drive(port: int, cell: Cell, texts: list[str], seconds: float) -> None:
+async def drive(port: int, cell: Cell, texts: list[str], seconds: float, search_mode: str) -> None:
     """`cell.clients` loops, each sending its next request as soon as the last answer arrived."""
     url = f"http://127.0.0.1:{port}{cell.endpoint}"
     limits = httpx.Limits(max_connections=cell.clients, max_keepalive_connections=cell.clients)
@@ -157,7 +160,7 @@ async def drive(port: int, cell: Cell, texts: list[str], seconds: float) -> None
                 text = texts[(offset * 7919 + number) % len(texts)]
                 sent = time.perf_counter()
                 try:
-                    response = await client.post(url, json=payload(cell.endpoint, text))
+                    response = await client.post(url, json=payload(cell.endpoint, text, search_mode))
                 except httpx.HTTPError:
                     cell.errors += 1
                     continue
@@ -186,6 +189,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="Duration of each cell.")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--endpoints", nargs="+", default=["/v1/embeddings", "/search"])
+    parser.add_argument("--search-mode", default="dense", help="The mode /search requests ask for.")
     parser.add_argument("--threads", type=int, help="Pass --threads N to the server (default: PyTorch's).")
     parser.add_argument("--out", type=Path, help="Also write the rows as JSON here.")
     args = parser.parse_args()
@@ -201,7 +205,7 @@ def main() -> None:
                 for endpoint in args.endpoints:
                     for clients in args.clients:
                         cell = Cell(batching, endpoint, clients)
-                        asyncio.run(drive(port, cell, texts, args.seconds))
+                        asyncio.run(drive(port, cell, texts, args.seconds, args.search_mode))
                         cells.append(cell)
                         print(json.dumps(cell.row()), file=sys.stderr)
                 health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
@@ -215,7 +219,8 @@ def main() -> None:
     rows = [cell.row() for cell in cells]
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
     print(
-        f"model={args.model} docs={args.docs} seconds/cell={args.seconds} cpu_count={os.cpu_count()} "
+        f"model={args.model} docs={args.docs} seconds/cell={args.seconds} search_mode={args.search_mode} "
+        f"cpu_count={os.cpu_count()} "
         f"threads={args.threads or 'default'} OMP_WAIT_POLICY={policy}"
     )
     print(markdown(rows))
