@@ -10,6 +10,10 @@ from peft import LoraConfig, get_peft_model
 
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder, ModelDirConfig, set_bidirectional
+from llm2vec_search.encoder.adapters import peft_deprecations_silenced
+
+# Loading adapters must not print library deprecation noise to our users.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
 
 TEXTS = ["the cat sat on the mat", "stock markets fell sharply"]
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -21,9 +25,9 @@ def _save_adapter(base_dir, out_dir, seed: int, merge_first=None):
     if merge_first is not None:
         model = merge_first
     torch.manual_seed(seed)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=PROJECTIONS, init_lora_weights=False)
-    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=PROJECTIONS, init_lora_weights=False)
+    with peft_deprecations_silenced():
+        peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(out_dir)
     return peft_model.merge_and_unload()
 

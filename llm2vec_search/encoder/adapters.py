@@ -6,6 +6,9 @@ before the next is loaded, as LLM2Vec does for MNTP then SimCSE.
 """
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +56,14 @@ def is_model_dir(path: Path) -> bool:
     return (path / MODEL_CONFIG).is_file()
 
 
+@contextmanager
+def peft_deprecations_silenced() -> Iterator[None]:
+    """PEFT reads `is_gradient_checkpointing`, which transformers 5 deprecates: noise for our users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def apply_adapters(model: nn.Module, adapter_dirs: list[Path]) -> nn.Module:
     """Load each PEFT adapter onto `model` and merge it into the weights before the next one."""
     from peft import PeftModel
@@ -60,5 +71,6 @@ def apply_adapters(model: nn.Module, adapter_dirs: list[Path]) -> nn.Module:
     for directory in adapter_dirs:
         if not (directory / "adapter_config.json").is_file():
             raise L2VError(f"not a PEFT adapter directory (no adapter_config.json): {directory}")
-        model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
+        with peft_deprecations_silenced():
+            model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
     return model

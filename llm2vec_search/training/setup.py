@@ -3,7 +3,6 @@ what it leaves: a LoRA adapter sub-directory listed, in order, in the output's `
 
 import platform
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..encoder.adapters import ModelDirConfig, apply_adapters, is_model_dir
+from ..encoder.adapters import ModelDirConfig, apply_adapters, is_model_dir, peft_deprecations_silenced
 from ..encoder.bidirectional import set_bidirectional
 from ..encoder.encoder import DEFAULT_MAX_LENGTH, SHIPPED_DEFAULT
 from ..encoder.models import DEFAULT_BASE, model_family, resolve_weights
@@ -90,8 +89,7 @@ def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, seed: int):
     model.requires_grad_(False)
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS, bias="none")
-    with warnings.catch_warnings():  # PEFT reads an attribute transformers has deprecated
-        warnings.simplefilter("ignore", FutureWarning)
+    with peft_deprecations_silenced():
         return get_peft_model(model, config)
 
 
