@@ -8,7 +8,7 @@ import pytest
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Document, Index
-from llm2vec_search.indexing.index import LOCK_NAME, resolve_index
+from llm2vec_search.indexing.index import CHECKPOINT_SECONDS, LOCK_NAME, checkpoint_interval, resolve_index
 from tests.conftest import tiny_encoder
 
 DOCS = {
@@ -231,3 +231,9 @@ def test_index_type_change_applies_at_next_update(tmp_path, corpus, encoder):
         assert index.vectors.kind == "hnsw" and index.status().vector_index == "hnsw"
         text = DOCS["dogs.txt"].strip()
         assert Path(index.search(text, mode="dense", k=1)[0].path).name == "dogs.txt"
+
+
+def test_saves_are_spaced_out_when_saving_gets_slow():
+    """A large index's FAISS file takes long to rewrite: saves must not dominate the run."""
+    assert checkpoint_interval(0.01) == CHECKPOINT_SECONDS
+    assert checkpoint_interval(3.0) >= 20 * 3.0

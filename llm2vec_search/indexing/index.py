@@ -44,6 +44,9 @@ SPECIAL_TOKEN_ROOM = 2
 # the environment variable overrides it (0 = after every batch).
 CHECKPOINT_SECONDS = 5.0
 CHECKPOINT_ENV = "L2V_SEARCH_CHECKPOINT_SECONDS"
+# A save rewrites the whole FAISS file, so on a large index saves are spaced out to keep them under
+# 1/SAVE_COST_FACTOR of the run's time (unless the environment variable fixes the interval).
+SAVE_COST_FACTOR = 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -658,12 +661,18 @@ def _check_chunking(encoder: "Encoder", chunk_tokens: int, overlap_tokens: int) 
         raise L2VError(f"overlap-tokens must be between 0 and half of chunk-tokens, got {overlap_tokens}")
 
 
-def _checkpoint_interval() -> float:
+def _fixed_checkpoint_interval() -> float | None:
+    """The interval the environment variable sets, or None to let the writer adapt it."""
     value = os.environ.get(CHECKPOINT_ENV)
     try:
-        return CHECKPOINT_SECONDS if value is None else max(0.0, float(value))
+        return None if value is None else max(0.0, float(value))
     except ValueError:
         raise L2VError(f"{CHECKPOINT_ENV} must be a number of seconds, got {value!r}") from None
+
+
+def checkpoint_interval(last_save_seconds: float) -> float:
+    """Seconds until the next save: CHECKPOINT_SECONDS, or longer when saving the index has become slow."""
+    return max(CHECKPOINT_SECONDS, SAVE_COST_FACTOR * last_save_seconds)
 
 
 class _Writer:
@@ -684,7 +693,8 @@ class _Writer:
         self.waiting: list[tuple[FileRecord, int]] = []  # file, sequence number of its last chunk
         self.queued = self.embedded = 0
         self.dirty = False
-        self.interval = _checkpoint_interval()
+        self.fixed_interval = _fixed_checkpoint_interval()
+        self.interval = checkpoint_interval(0.0) if self.fixed_interval is None else self.fixed_interval
         self.last_checkpoint = time.monotonic()
 
     def remove(self, paths: Sequence[str]) -> None:
@@ -759,7 +769,10 @@ class _Writer:
         vectors = self.index.vectors
         self._drop_doomed()
         if self.dirty:
+            began = time.monotonic()
             self.index.save_vectors()
+            if self.fixed_interval is None:
+                self.interval = checkpoint_interval(time.monotonic() - began)
             self.dirty = False
         ready = [record for record, last in self.waiting if last <= self.embedded]
         self.waiting = [(record, last) for record, last in self.waiting if last > self.embedded]
