@@ -45,6 +45,11 @@ class Cell:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     server_errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)  # HTTP status or exception name → count
+
+    def failed(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
     @property
     def requests_per_s(self) -> float:
@@ -161,13 +166,13 @@ async def drive(port: int, cell: Cell, texts: list[str], seconds: float, search_
                 sent = time.perf_counter()
                 try:
                     response = await client.post(url, json=payload(cell.endpoint, text, search_mode))
-                except httpx.HTTPError:
-                    cell.errors += 1
+                except httpx.HTTPError as exc:
+                    cell.failed(type(exc).__name__)
                     continue
                 if response.status_code == 200:
                     cell.latencies_ms.append((time.perf_counter() - sent) * 1000)
                 else:
-                    cell.errors += 1
+                    cell.failed(f"HTTP {response.status_code}: {response.text[:200]}")
                     cell.server_errors += response.status_code >= 500
 
         started = time.perf_counter()
@@ -224,6 +229,10 @@ def main() -> None:
         f"threads={args.threads or 'default'} OMP_WAIT_POLICY={policy}"
     )
     print(markdown(rows))
+    for cell in cells:
+        if cell.error_kinds:
+            where = f"batching {'on' if cell.batching else 'off'}, {cell.endpoint}, {cell.clients} clients"
+            print(f"errors ({where}): {json.dumps(cell.error_kinds)}")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 
