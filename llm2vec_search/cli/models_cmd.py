@@ -10,19 +10,20 @@ from .app import app, console
 @app.command()
 def models() -> None:
     """List the models l2v-search can use and whether each is installed and converted."""
-    from ..encoder.adapters import is_model_dir
+    from ..encoder.adapters import ModelDirConfig, is_model_dir
     from ..encoder.encoder import SHIPPED_DEFAULT
     from ..encoder.models import cache_dir, model_status
 
     rows = model_status()
     base = next(row for row in rows if row.name == "gemma3-270m")
     if is_model_dir(SHIPPED_DEFAULT):
+        stages = " + ".join(ModelDirConfig.load(SHIPPED_DEFAULT).adapters)
         rows.insert(
             0,
             replace(
                 base,
                 name="default",
-                description="gemma3-270m trained the LLM2Vec way (MNTP + SimCSE adapters in the package)",
+                description=f"gemma3-270m trained the LLM2Vec way ({stages} adapters in the package)",
             ),
         )
     table = Table(title=f"models (cache: {cache_dir()})")
