@@ -16,23 +16,6 @@ CTRL_C = "\x03"
 CTRL_D = "\x04"
 
 
-def interrupt_at_prompt(terminal: Terminal, attempts: int = 5) -> int:
-    """Press Ctrl-C at the prompt and return the exit code.
-
-    CPython's readline loop only notices a signal that interrupts its select(): a SIGINT landing between the
-    prompt being drawn and that select() waits for the next key. A person cannot hit that window; a test on a
-    loaded machine can, so Ctrl-C is pressed again, as a person would, when the first press goes unnoticed.
-    """
-    for _ in range(attempts - 1):
-        terminal.send(CTRL_C)
-        try:
-            return terminal.finish(timeout=5)
-        except AssertionError:  # still waiting at the prompt
-            continue
-    terminal.send(CTRL_C)
-    return terminal.finish()
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, tiny_model_dir) -> Path:
     """DOCS indexed in-process (saves a subprocess) into workdir/indexes/default with the tiny model dir."""
@@ -119,7 +102,8 @@ def test_terminal_session_keeps_readline_history_across_sessions(workdir, tmp_pa
     assert len(LATENCY.findall(output)) == 2
     assert "guide.md" in output  # a table row on the terminal
     first.read_until(r"search> $")
-    assert interrupt_at_prompt(first) == 0
+    first.send(CTRL_C)
+    assert first.finish() == 0
     assert "Traceback" not in first.output
     assert "install" in history.read_text()
 

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -57,8 +58,14 @@ def build_docs_index(workdir: Path, model_dir: Path, name: str = "default") -> P
 
 
 def _take_terminal() -> None:
-    """In the child, after setsid: make its stdin (the pty) the controlling terminal."""
+    """In the child, after setsid: make its stdin (the pty) the controlling terminal, and let Ctrl-C through.
+
+    A shell starts a foreground program with SIGINT at its default, but a test run started in the
+    background (`pytest &`, `nohup`) ignores SIGINT, and an ignored signal stays ignored across exec:
+    Ctrl-C would then do nothing in the child, as it does for any program started that way.
+    """
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Terminal:
