@@ -16,10 +16,14 @@ from pathlib import Path
 
 from llm2vec_search import Encoder
 from llm2vec_search.evaluation.beir import load_beir
-from llm2vec_search.evaluation.retrieval import LexicalOnlyEncoder, build_eval_index, rank_documents
+from llm2vec_search.evaluation.retrieval import (
+    LexicalOnlyEncoder,
+    build_eval_index,
+    eval_chunking,
+    rank_documents,
+)
 
 HARD_NEGATIVE_POOL = 3  # the negative is drawn from this many top non-relevant BM25 documents
-CHUNK_TOKENS, OVERLAP_TOKENS = 254, 31  # the evaluation's chunking at --max-length 256
 
 
 def main() -> None:
@@ -32,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_beir(args.scifact, split="train")
     encoder = LexicalOnlyEncoder(Encoder.from_pretrained("gemma3-270m", max_length=256))
-    index, _ = build_eval_index(data, encoder, CHUNK_TOKENS, OVERLAP_TOKENS)
+    index, _ = build_eval_index(data, encoder, *eval_chunking(encoder.max_length))
     ranked = rank_documents(index, data.queries, "bm25", depth=20)
     rng = random.Random(args.seed)
     rows = []

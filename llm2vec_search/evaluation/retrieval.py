@@ -158,6 +158,19 @@ def rank_documents(
     return rankings
 
 
+def eval_chunking(
+    max_length: int, chunk_tokens: int | None = None, overlap_tokens: int | None = None
+) -> tuple[int, int]:
+    """The chunk and overlap sizes an evaluation uses for a model window of `max_length` tokens."""
+    # The default chunk shrinks to fit a short model window (e.g. --max-length 256) rather than fail.
+    chunk_tokens = chunk_tokens or min(DEFAULT_CHUNK_TOKENS, max_length - SPECIAL_TOKEN_ROOM)
+    # 32 for 256-token chunks, as the index's default; smaller chunks get a proportionally smaller overlap.
+    overlap_tokens = (
+        min(DEFAULT_OVERLAP_TOKENS, chunk_tokens // 8) if overlap_tokens is None else overlap_tokens
+    )
+    return chunk_tokens, overlap_tokens
+
+
 def run_retrieval(
     dataset: BeirDataset,
     encoder: Encoder,
@@ -168,12 +181,7 @@ def run_retrieval(
 ) -> RetrievalResult:
     """Index the corpus (or reuse the cached index), search every judged query, and score the rankings."""
     check_mode(mode)
-    # The default chunk shrinks to fit a short model window (e.g. --max-length 256) rather than fail.
-    chunk_tokens = chunk_tokens or min(DEFAULT_CHUNK_TOKENS, encoder.max_length - SPECIAL_TOKEN_ROOM)
-    # 32 for 256-token chunks, as the index's default; smaller chunks get a proportionally smaller overlap.
-    overlap_tokens = (
-        min(DEFAULT_OVERLAP_TOKENS, chunk_tokens // 8) if overlap_tokens is None else overlap_tokens
-    )
+    chunk_tokens, overlap_tokens = eval_chunking(encoder.max_length, chunk_tokens, overlap_tokens)
     indexing_encoder = LexicalOnlyEncoder(encoder) if mode == "bm25" else encoder
     started = time.perf_counter()
     index, embedded = build_eval_index(dataset, indexing_encoder, chunk_tokens, overlap_tokens, progress)
