@@ -2,11 +2,14 @@
 
     python scripts/ship_default.py RUN_DIR                            # the adapters as training saved them
     python scripts/ship_default.py RUN_DIR --checkpoint simcse:50     # that stage's adapter at step 50
+    python scripts/ship_default.py RUN_DIR --checkpoint supervised-2:60 --start default --to DIR
 
 Copies `l2v-model.json` and each listed adapter (config + weights, halved to fp16: half the size; the vectors
 agree with fp32 adapters to a cosine above 0.9999); checkpoints, logs and PEFT's generated model cards stay
 behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of its run (for a run stopped
-before its last step) and lists the stage in `l2v-model.json`. Replaces `llm2vec_search/models/default/`.
+before its last step) and lists the stage in `l2v-model.json`. Replaces `llm2vec_search/models/default/`, or
+writes DIR with `--to` (to evaluate a checkpoint before shipping it). A run stopped before its end has no
+`l2v-model.json` yet: `--start` names the model it trained on top of, whose adapters come first.
 """
 
 import argparse
@@ -34,38 +37,42 @@ def main() -> None:
     )
     parser.add_argument("run", type=Path, help="a model directory written by `l2v-search train`")
     parser.add_argument("--checkpoint", help="STAGE:STEP, e.g. simcse:50")
+    parser.add_argument("--start", help="the model the run started from (a run stopped early), e.g. default")
+    parser.add_argument("--to", type=Path, default=TARGET, help="where to write (default: the package)")
     args = parser.parse_args()
-    config = json.loads((args.run / "l2v-model.json").read_text())
+    start_dir = (TARGET if args.start == "default" else Path(args.start)) if args.start else None
+    config = json.loads(((start_dir or args.run) / "l2v-model.json").read_text())
     from_checkpoint: dict[str, int] = {}
     if args.checkpoint:
         stage, step = args.checkpoint.split(":")
         from_checkpoint[stage] = int(step)
         if stage not in config["adapters"]:
             config["adapters"].append(stage)
-    staging = TARGET.with_name(".default.tmp")
+    target = args.to.resolve()
+    staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for adapter in config["adapters"]:
         (staging / adapter).mkdir()
         # All stages share the LoRA settings: a checkpointed stage borrows the first stage's config.
-        config_source = (
-            args.run / adapter if (args.run / adapter).is_dir() else args.run / config["adapters"][0]
-        )
+        roots = [root for root in (args.run, start_dir) if root]
+        sources = [root / name for name in (adapter, config["adapters"][0]) for root in roots]
+        config_source = next(path for path in sources if path.is_dir())
         adapter_config = json.loads((config_source / "adapter_config.json").read_text())
         adapter_config["base_model_name_or_path"] = config["base_model"]  # a model spec, not a local path
         (staging / adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
         if adapter in from_checkpoint:
             weights = checkpoint_weights(args.run, adapter, from_checkpoint[adapter])
         else:
-            weights = load_file(args.run / adapter / "adapter_model.safetensors")
+            weights = load_file(config_source / "adapter_model.safetensors")
         save_file(
             {k: v.half().contiguous() for k, v in weights.items()},
             staging / adapter / "adapter_model.safetensors",
         )
     (staging / "l2v-model.json").write_text(json.dumps(config, indent=2) + "\n")
-    shutil.rmtree(TARGET, ignore_errors=True)
-    staging.rename(TARGET)
-    print(f"shipped {', '.join(config['adapters'])} from {args.run} → {TARGET}")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    print(f"shipped {', '.join(config['adapters'])} from {args.run} → {target}")
 
 
 if __name__ == "__main__":

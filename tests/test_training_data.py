@@ -1,6 +1,8 @@
 """Training data: reading files, packing MNTP blocks, BERT-style masking, pairs."""
 
+import gzip
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -9,10 +11,14 @@ from conftest import TRAINING_TEXT, build_tokenizer
 from llm2vec_search import L2VError
 from llm2vec_search.training.data import (
     IGNORE_INDEX,
+    Pair,
+    PairSource,
     mask_for_mntp,
+    mixed_batches,
     mntp_mask_id,
     packed_blocks,
     read_pairs,
+    read_sources,
     read_texts,
 )
 
@@ -62,6 +68,45 @@ def test_read_pairs(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"query": "q"}) + "\n")
     with pytest.raises(L2VError, match=r"bad\.jsonl:1: needs 'query' and 'positive'"):
         read_pairs([tmp_path / "bad.jsonl"])
+
+
+def test_gzipped_jsonl_is_read_like_plain(tmp_path):
+    rows = [{"query": "q1", "positive": "p1"}, {"query": "q2", "positive": "p2", "negative": "n2"}]
+    with gzip.open(tmp_path / "pairs.jsonl.gz", "wt") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in rows))
+    assert [p.query for p in read_pairs([tmp_path / "pairs.jsonl.gz"])] == ["q1", "q2"]
+    with gzip.open(tmp_path / "texts.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps({"text": "a paragraph"}) + "\n")
+    assert read_texts([tmp_path / "texts.jsonl.gz"]) == ["a paragraph"]
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(L2VError, match="cannot read training data"):
+        read_pairs([tmp_path / "broken.jsonl.gz"])
+
+
+def test_sources_take_weights_and_instructions(tmp_path):
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_text(json.dumps({"query": f"q {name}", "positive": "p"}) + "\n")
+    a, b = read_sources([f"{tmp_path / 'a.jsonl'}:3", str(tmp_path / "b.jsonl")], {"b.jsonl": "Find it"})
+    assert (a.name, a.weight, a.instruction) == ("a.jsonl", 3.0, None)
+    assert (b.name, b.weight, b.instruction) == ("b.jsonl", 1.0, "Find it")
+    with pytest.raises(L2VError, match="weight must be a positive number"):
+        read_sources([f"{tmp_path / 'a.jsonl'}:0"])
+    with pytest.raises(L2VError, match=r"not in the data: c\.jsonl"):
+        read_sources([str(tmp_path / "a.jsonl")], {"c.jsonl": "x"})
+
+
+def test_mixed_batches_come_whole_from_one_source_in_proportion_to_weight():
+    sources = [
+        PairSource("a", [Pair(f"a{i}", "p") for i in range(7)], weight=3.0),
+        PairSource("b", [Pair(f"b{i}", "p") for i in range(5)], weight=1.0),
+    ]
+    batches = list(zip(range(400), mixed_batches(sources, 4, seed=1), strict=False))
+    for _, (source, pairs) in batches:
+        assert {pair.query[0] for pair in pairs} == {source.name}
+    counts = Counter(source.name for _, (source, _) in batches)
+    assert 0.68 < counts["a"] / 400 < 0.82
+    again = mixed_batches(sources, 4, seed=1)
+    assert [next(again) for _ in range(20)] == [batch for _, batch in batches[:20]]
 
 
 def test_packed_blocks_cut_the_shuffled_token_stream_into_full_blocks():

@@ -6,8 +6,13 @@ import torch
 from conftest import TRAINING_TEXT
 from test_training_stages import one_thread, save_tiny_causal_lm  # noqa: F401  (one_thread: autouse fixture)
 
+from llm2vec_search import L2VError
 from llm2vec_search.training import SimCSESettings, SimCSEStage, StartingPoint
-from llm2vec_search.training.contrastive import contrastive_backward
+from llm2vec_search.training.contrastive import (
+    activation_bytes_per_token,
+    contrastive_backward,
+    fitting_mini_batch,
+)
 from llm2vec_search.training.data import IGNORE_INDEX
 from llm2vec_search.training.losses import info_nce, mntp_loss, mntp_prediction_positions
 
@@ -114,3 +119,15 @@ def test_grad_cache_rerun_draws_the_same_dropout(base_dir):
     # and dropout is really on: the two views of a sentence differ
     views = torch.cat(first_pass)
     assert (views[:count] - views[count:]).abs().max() > 1e-3
+
+
+def test_grad_cache_chunks_are_sized_to_the_memory_available():
+    config = type("Config", (), {"num_hidden_layers": 18, "hidden_size": 640, "intermediate_size": 2048})
+    per_text = activation_bytes_per_token(config) * 128  # the default model at 128 tokens: ~270 MB a text
+    settings = SimCSESettings(max_length=128, batch_size=64)
+    assert fitting_mini_batch(config, settings, 128, available=1000 * per_text) is None  # all fit
+    assert fitting_mini_batch(config, settings, 128, available=100 * per_text) == 60  # 60% headroom
+    asked = SimCSESettings(max_length=128, mini_batch=8)
+    assert fitting_mini_batch(config, asked, 128, available=per_text) == 8  # an explicit size is kept
+    with pytest.raises(L2VError, match="lower --max-length"):
+        fitting_mini_batch(config, settings, 128, available=per_text)

@@ -17,6 +17,7 @@ from llm2vec_search.training import (
     MNTPSettings,
     MNTPStage,
     Pair,
+    PairSource,
     SimCSESettings,
     SimCSEStage,
     StartingPoint,
@@ -26,6 +27,7 @@ from llm2vec_search.training import (
 )
 from llm2vec_search.training.loop import train
 from llm2vec_search.training.setup import record_stage
+from llm2vec_search.training.supervised import free_adapter_name
 
 TEXTS = ["the cat sat on the mat", "stock markets fell sharply", "proteins fold"]
 
@@ -170,10 +172,24 @@ def test_supervised_records_the_query_instruction(tmp_path, base_dir):
     settings = SupervisedSettings(
         steps=2, batch_size=3, max_length=96, lr=1e-2, save_every=2, mini_batch=4, device="cpu"
     )
-    losses = train_supervised(StartingPoint.from_spec(str(base_dir)), pairs, settings, tmp_path / "out")
+    start = StartingPoint.from_spec(str(base_dir))
+    losses = train_supervised(start, [PairSource("pairs", pairs)], settings, tmp_path / "out")
     assert len(losses) == 2 and all(np.isfinite(losses))
     # 3 queries against 3 positives + 3 hard negatives: an untrained model is near log(6).
     assert abs(losses[0] - np.log(6)) < 1.0
     encoder = Encoder.from_pretrained(tmp_path / "out", device="cpu")
     assert encoder.query_instruction == "Given a query, retrieve relevant passages"
     assert encoder.encode_queries(["about cat"]).shape == (1, 32)
+
+
+def test_a_second_supervised_stage_goes_on_top_of_the_first(tmp_path, base_dir):
+    texts = sorted(set(TRAINING_TEXT))
+    sources = [PairSource("pairs", [Pair(f"about {t.split()[1]}", t) for t in texts])]
+    settings = SupervisedSettings(steps=1, batch_size=3, max_length=64, save_every=1, device="cpu")
+    train_supervised(StartingPoint.from_spec(str(base_dir)), sources, settings, tmp_path / "first")
+    on_top = StartingPoint.from_spec(str(tmp_path / "first"))
+    assert free_adapter_name(on_top) == "supervised-2"
+    train_supervised(on_top, sources, settings, tmp_path / "second")
+    config = json.loads((tmp_path / "second" / "l2v-model.json").read_text())
+    assert config["adapters"] == ["supervised", "supervised-2"]
+    assert Encoder.from_pretrained(tmp_path / "second", device="cpu").encode(["a cat"]).shape == (1, 32)

@@ -163,8 +163,11 @@ def simcse(
 @with_shared_options
 def supervised(
     context: typer.Context,
-    data: list[Path] = typer.Argument(
-        ..., help='JSONL files of {"query": ..., "positive": ..., "negative": ...} (negative optional).'
+    data: list[str] = typer.Argument(
+        ...,
+        help='JSONL files (.jsonl or .jsonl.gz) of {"query": ..., "positive": ..., "negative": ...} '
+        "(negative optional), each as FILE or FILE:WEIGHT: a batch comes whole from one file, picked in "
+        "proportion to its weight (default 1).",
     ),
     model: str = ModelOption,
     out: Path = OutOption,
@@ -172,14 +175,28 @@ def supervised(
         None,
         help=f"Instruction for queries, recorded in the model (default: {RETRIEVAL_INSTRUCTION}).",
     ),
+    source_instruction: list[str] = typer.Option(
+        [],
+        help="FILE=INSTRUCTION: the query instruction for one data file's pairs during training "
+        "(by file name or path as given; repeatable). Others use --query-instruction.",
+    ),
+    adapter_name: str | None = typer.Option(
+        None,
+        help="Name of the new adapter (default: supervised, or supervised-2, ... when the model has one).",
+    ),
     dropout: float | None = typer.Option(None, help="Attention dropout during training (default: 0)."),
     temperature: float | None = TemperatureOption,
     mini_batch: int | None = MiniBatchOption,
     resume: bool = ResumeOption,
     shared: dict | None = None,
 ) -> None:
-    """Supervised contrastive training with in-batch and hard negatives."""
-    from ..training import StartingPoint, SupervisedSettings, read_pairs, train_supervised
+    """Supervised contrastive training with in-batch and hard negatives, on one file or a weighted mixture.
+
+    On a model that already has a supervised adapter (the shipped default) the new one is added on top.
+    """
+    from ..errors import L2VError
+    from ..training import StartingPoint, SupervisedSettings, read_sources, train_supervised
+    from ..training.supervised import free_adapter_name
 
     settings = SupervisedSettings(
         **_contrastive_options(
@@ -190,11 +207,19 @@ def supervised(
             query_instruction=query_instruction,
         )
     )
-    pairs = read_pairs(data)
+    instructions = {}
+    for item in source_instruction:
+        file, equals, text = item.partition("=")
+        if not equals or not file:
+            raise L2VError(f"--source-instruction takes FILE=INSTRUCTION, got {item!r}")
+        instructions[file] = text
+    sources = read_sources(data, instructions)
+    start = StartingPoint.from_spec(model)
+    name = adapter_name or free_adapter_name(start)
     losses = train_supervised(
-        StartingPoint.from_spec(model), pairs, settings, out, resume=resume, record=_record(context)
+        start, sources, settings, out, resume=resume, record=_record(context), name=name
     )
-    _report(out, "supervised", losses)
+    _report(out, name, losses)
 
 
 @train_app.command(name="all")

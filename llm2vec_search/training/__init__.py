@@ -5,7 +5,7 @@ output directory's `l2v-model.json`, which `Encoder.from_pretrained(directory)` 
 """
 
 from .contrastive import ContrastiveSettings, contrastive_backward
-from .data import Pair, read_pairs, read_texts
+from .data import Pair, PairSource, read_pairs, read_sources, read_texts
 from .loop import TrainSettings, plot_losses
 from .mntp import MNTPSettings, MNTPStage, train_mntp
 from .setup import StartingPoint
@@ -18,6 +18,7 @@ __all__ = [
     "MNTPSettings",
     "MNTPStage",
     "Pair",
+    "PairSource",
     "SimCSESettings",
     "SimCSEStage",
     "StartingPoint",
@@ -27,6 +28,7 @@ __all__ = [
     "contrastive_backward",
     "plot_losses",
     "read_pairs",
+    "read_sources",
     "read_texts",
     "train_mntp",
     "train_simcse",

@@ -1,9 +1,11 @@
-"""Training data: texts from .txt/.jsonl files, MNTP blocks and masking, (query, positive, negative) pairs.
+"""Training data: texts from .txt/.jsonl(.gz) files, MNTP blocks and masking, (query, positive, negative)
+pairs, and weighted mixtures of pair sources.
 
 Every stream here is a pure function of the files and the seed, so a resumed run can skip exactly the batches
 the interrupted run consumed and see the same data afterwards.
 """
 
+import gzip
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -24,12 +26,17 @@ TOKENIZE_CHUNK = 256  # texts tokenized at a time while packing
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
-        with path.open(encoding="utf-8") as handle:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
             yield from enumerate(handle, start=1)
     except FileNotFoundError as exc:
         raise L2VError(f"training data file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise L2VError(f"cannot read training data {path}: {exc}") from exc
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.name.endswith((".jsonl", ".jsonl.gz"))
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -46,11 +53,12 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def read_texts(paths: Sequence[Path], field: str = "text") -> list[str]:
-    """Texts from .txt files (one per non-empty line) and .jsonl files (the `field` of each object)."""
+    """Texts from .txt files (one per non-empty line) and .jsonl files (the `field` of each object);
+    either may be gzipped (.gz)."""
     texts: list[str] = []
     for path in paths:
         path = Path(path)
-        if path.suffix == ".jsonl":
+        if _is_jsonl(path):
             for number, record in _jsonl_records(path):
                 value = record.get(field)
                 if not isinstance(value, str):
@@ -73,8 +81,61 @@ class Pair:
     negative: str | None = None
 
 
+@dataclass(frozen=True)
+class PairSource:
+    """One file of pairs in a training mixture: drawn for a share `weight` of the batches, its queries
+    prefixed with `instruction` (None: the model's query instruction)."""
+
+    name: str
+    pairs: Sequence[Pair]
+    weight: float = 1.0
+    instruction: str | None = None
+
+
+def parse_source_spec(spec: str) -> tuple[Path, float]:
+    """`FILE` or `FILE:WEIGHT` → (path, weight); a weight is a positive number after the last colon."""
+    head, colon, tail = spec.rpartition(":")
+    if not colon:
+        return Path(spec), 1.0
+    try:
+        weight = float(tail)
+    except ValueError:
+        return Path(spec), 1.0  # a colon that is part of the file name
+    if not weight > 0:
+        raise L2VError(f"{spec}: the mixing weight must be a positive number")
+    return Path(head), weight
+
+
+def read_sources(specs: Sequence[str], instructions: dict[str, str] | None = None) -> list[PairSource]:
+    """A mixture from `FILE[:WEIGHT]` specs; `instructions` maps a file's name (or its path as given) to
+    the query instruction its pairs train with."""
+    instructions = dict(instructions or {})
+    sources = []
+    for spec in specs:
+        path, weight = parse_source_spec(spec)
+        instruction = instructions.pop(str(path), instructions.pop(path.name, None))
+        sources.append(PairSource(path.name, read_pairs([path]), weight, instruction))
+    if instructions:
+        raise L2VError(f"instruction given for a file that is not in the data: {', '.join(instructions)}")
+    return sources
+
+
+def mixed_batches(
+    sources: Sequence[PairSource], batch_size: int, seed: int
+) -> Iterator[tuple[PairSource, list[Pair]]]:
+    """Batches each drawn whole from one source, the source picked at random in proportion to its weight,
+    so in-batch negatives are of the same kind as the positive (a question never competes with a sentence
+    from another task). A pure function of the sources and the seed, so resuming replays it exactly."""
+    streams = [shuffled_forever(source.pairs, seed + number) for number, source in enumerate(sources)]
+    pick = random.Random(seed)
+    while True:
+        (number,) = pick.choices(range(len(sources)), [source.weight for source in sources])
+        yield sources[number], [next(streams[number]) for _ in range(batch_size)]
+
+
 def read_pairs(paths: Sequence[Path]) -> list[Pair]:
-    """Pairs from JSONL lines `{"query": ..., "positive": ..., "negative": ...}` (negative optional)."""
+    """Pairs from JSONL lines `{"query": ..., "positive": ..., "negative": ...}` (negative optional);
+    .jsonl or .jsonl.gz."""
     pairs = []
     for path in paths:
         for number, record in _jsonl_records(Path(path)):

@@ -84,12 +84,12 @@ class Stage(Protocol):
         ...
 
 
-def training_precision(device: str, dtype: str) -> tuple[torch.device, torch.dtype | None]:
-    """(device, autocast dtype or None). Weights stay fp32; `auto` is bf16 autocast on GPUs that have it,
-    fp16 on older ones, and plain fp32 on CPU."""
-    torch_device, torch_dtype = pick_device(device, "float32" if dtype == "auto" else dtype)
-    if dtype == "auto" and torch_device.type == "cuda":
-        torch_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def training_precision(
+    device: str, dtype: str, family: str | None = None
+) -> tuple[torch.device, torch.dtype | None]:
+    """(device, autocast dtype or None). Weights stay fp32; `auto` autocasts as inference would run (bf16 on
+    GPUs that have it; fp16 on older ones unless the family overflows it) and is plain fp32 on CPU."""
+    torch_device, torch_dtype = pick_device(device, dtype, family)
     return torch_device, None if torch_dtype == torch.float32 else torch_dtype
 
 
@@ -146,7 +146,8 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(settings.steps, settings.warmup_steps)
     )
-    _, autocast_dtype = training_precision(settings.device, settings.dtype)
+    family = getattr(getattr(stage.model, "config", None), "model_type", None)
+    _, autocast_dtype = training_precision(settings.device, settings.dtype, family)
     scaler = torch.amp.GradScaler(stage.device.type, enabled=autocast_dtype == torch.float16)
     start = 0
     latest = _latest_checkpoint(checkpoints) if resume else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .contrastive import ContrastiveSettings, contrastive_backward, training_encoder
+from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_batch, training_encoder
 from .data import batched, shuffled_forever
 from .loop import run_stage
 from .losses import info_nce
@@ -31,6 +31,7 @@ class SimCSEStage:
         self.encoder, self.model, self.device = training_encoder(start, settings)
         self.sentences = sentences
         self.settings = settings
+        self.mini_batch = step_mini_batch(self.encoder, settings, 2 * settings.batch_size, self.device)
 
     def micro_batches(self) -> Iterator[list[str]]:
         return batched(shuffled_forever(self.sentences, self.settings.seed), self.settings.batch_size)
@@ -43,7 +44,7 @@ class SimCSEStage:
             items + items,  # two views of each sentence; dropout makes them differ
             lambda vectors: info_nce(vectors[:count], vectors[count:], self.settings.temperature),
             scale_loss,
-            self.settings.mini_batch,
+            self.mini_batch,
             self.device,
         )
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .contrastive import ContrastiveSettings, contrastive_backward, training_encoder
-from .data import Pair, batched, shuffled_forever
+from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_batch, training_encoder
+from .data import Pair, PairSource, mixed_batches
 from .loop import run_stage
 from .losses import info_nce
 from .setup import StartingPoint
@@ -29,20 +29,42 @@ class SupervisedSettings(ContrastiveSettings):
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION
 
 
+def free_adapter_name(start: StartingPoint, stage: str = "supervised") -> str:
+    """`stage`, or `stage-2`, `stage-3`, ... when the starting model already has adapters of that name, so a
+    new supervised stage can be trained on top of a model that already had one (the shipped default)."""
+    taken = {directory.name for directory in start.adapter_dirs}
+    name, number = stage, 1
+    while name in taken:
+        number += 1
+        name = f"{stage}-{number}"
+    return name
+
+
 class SupervisedStage:
-    name = "supervised"
-
-    def __init__(self, start: StartingPoint, pairs: Sequence[Pair], settings: SupervisedSettings) -> None:
+    def __init__(
+        self,
+        start: StartingPoint,
+        sources: Sequence[PairSource],
+        settings: SupervisedSettings,
+        name: str = "supervised",
+    ) -> None:
+        self.name = name
         self.encoder, self.model, self.device = training_encoder(start, settings, settings.query_instruction)
-        self.pairs = pairs
+        self.sources = sources
         self.settings = settings
+        # Planned for the largest step: every pair with a hard negative.
+        self.mini_batch = step_mini_batch(self.encoder, settings, 3 * settings.batch_size, self.device)
 
-    def micro_batches(self) -> Iterator[list[Pair]]:
-        return batched(shuffled_forever(self.pairs, self.settings.seed), self.settings.batch_size)
+    def micro_batches(self) -> Iterator[tuple[PairSource, list[Pair]]]:
+        return mixed_batches(self.sources, self.settings.batch_size, self.settings.seed)
 
-    def backward(self, batch: list[Pair], scale_loss: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    def backward(
+        self, batch: tuple[PairSource, list[Pair]], scale_loss: Callable[[torch.Tensor], torch.Tensor]
+    ) -> float:
         encoder = self.encoder
-        queries = encoder.tokenize([pair.query for pair in batch], encoder.query_instruction)
+        source, batch = batch
+        instruction = encoder.query_instruction if source.instruction is None else source.instruction
+        queries = encoder.tokenize([pair.query for pair in batch], instruction)
         passages = encoder.tokenize(
             [pair.positive for pair in batch] + [pair.negative for pair in batch if pair.negative]
         )
@@ -52,24 +74,28 @@ class SupervisedStage:
             queries + passages,
             lambda vectors: info_nce(vectors[:count], vectors[count:], self.settings.temperature),
             scale_loss,
-            self.settings.mini_batch,
+            self.mini_batch,
             self.device,
         )
 
 
 def train_supervised(
     start: StartingPoint,
-    pairs: Sequence[Pair],
+    sources: Sequence[PairSource],
     settings: SupervisedSettings,
     out_dir: Path,
     *,
     resume: bool = False,
     record: dict | None = None,
+    name: str | None = None,
 ) -> list[float] | None:
-    """Train a supervised adapter into `out_dir/supervised/`; the model directory records the instruction."""
+    """Train a supervised adapter into `out_dir/<name>/` on a mixture of pair sources (one source per
+    batch); the model directory records the instruction used at search time. `name` defaults to the first
+    free one of `supervised`, `supervised-2`, ..."""
+    name = name or free_adapter_name(start)
     return run_stage(
-        SupervisedStage.name,
-        lambda: SupervisedStage(start, pairs, settings),
+        name,
+        lambda: SupervisedStage(start, sources, settings, name),
         start,
         settings,
         out_dir,
