@@ -4,10 +4,12 @@ Everything here only reads the store and the vectors. `Hit` is what every front 
 receives.
 """
 
+import importlib.util
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,9 +72,28 @@ def path_matcher(path_glob: str | None) -> Callable[[str], bool] | None:
     return matches
 
 
-def fts_query(text: str) -> str:
-    """The user's words as quoted FTS5 terms OR-ed together: no FTS syntax in the text can cause an error."""
-    return " OR ".join(f'"{word}"' for word in dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+@cache
+def english_stopwords() -> frozenset[str]:
+    """Lucene's English stop set as the `bm25s` package keeps it. Its module is loaded on its own, since
+    importing the `bm25s` package would pull in SciPy (~0.7 s) for a list of 33 words."""
+    package = importlib.util.find_spec("bm25s")
+    if package is None or not package.submodule_search_locations:
+        raise L2VError("the bm25s package is missing; reinstall l2v-search")
+    location = f"{package.submodule_search_locations[0]}/stopwords.py"
+    spec = importlib.util.spec_from_file_location("_bm25s_stopwords", location)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return frozenset(module.STOPWORDS_EN)
+
+
+def fts_query(text: str, stopwords: frozenset[str] | None = None) -> str:
+    """The user's words, less English stopwords, as quoted FTS5 terms OR-ed together (so no FTS syntax in
+    the text can cause an error). Stopwords match nearly every chunk: in a long natural-language query
+    they add noise to the ranking and most of its cost. A query of stopwords only keeps them all."""
+    stopwords = english_stopwords() if stopwords is None else stopwords
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    kept = [word for word in words if word not in stopwords] or words
+    return " OR ".join(f'"{word}"' for word in kept)
 
 
 def reciprocal_rank_fusion(

@@ -7,7 +7,14 @@ import pytest
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
-from llm2vec_search.search import Hit, fts_query, path_matcher, rank_hits, reciprocal_rank_fusion
+from llm2vec_search.search import (
+    Hit,
+    english_stopwords,
+    fts_query,
+    path_matcher,
+    rank_hits,
+    reciprocal_rank_fusion,
+)
 from tests.conftest import tiny_encoder
 
 DOCS = {
@@ -94,8 +101,15 @@ def test_hostile_text_never_reaches_fts_as_syntax(index, text):
 
 
 def test_fts_query_quotes_words():
-    assert fts_query('say "hi" AND bye-bye') == '"say" OR "hi" OR "and" OR "bye"'
+    assert fts_query('say "hi" OR bye-bye', stopwords=frozenset()) == '"say" OR "hi" OR "or" OR "bye"'
     assert fts_query("!!! ???") == ""
+
+
+def test_fts_query_drops_english_stopwords_unless_nothing_else_is_left():
+    query = fts_query("What is the effect of the drug on the heart?")
+    assert query == '"what" OR "effect" OR "drug" OR "heart"'
+    assert fts_query("To be, or not to be") == '"to" OR "be" OR "or" OR "not"'
+    assert {"the", "of", "and", "is", "not"} <= english_stopwords()
 
 
 def test_query_of_only_punctuation_gives_no_bm25_hits(index):
