@@ -12,9 +12,9 @@ Workloads, each shuffled so that lengths are mixed as in real corpora: short tex
 ~30 tokens), long texts (SciFact abstracts cut to 256 tokens), and both together ("mixed"). Tokens/s counts
 the real tokens of the texts (specials included, padding not), so every method is credited for the same work.
 
-On a GPU, fp16 rows are added with the fraction of the peak FLOP rate (2 · non-embedding params · tokens
-/ time / peak, where the peak is measured with a large matmul in the same dtype unless `--peak-tflops` is
-given).
+On a GPU, bf16 rows (not fp16: Gemma's activations overflow it) are added with the fraction of the peak FLOP
+rate (2 · non-embedding params · tokens / time / peak, where the peak is measured with a large matmul in the
+same dtype unless `--peak-tflops` is given).
 
     python benchmarks/encode_throughput.py                          # default model, 256 short + 64 long texts
     python benchmarks/encode_throughput.py --n-short 64 --n-long 16 --threads 2
@@ -128,7 +128,7 @@ def sentence_transformer(weights_dir: Path, device: torch.device, dtype: torch.d
 
 
 def build_methods(args, device: torch.device, dtype_name: str):
-    """({name: encode function} for the methods asked for on this device and dtype, our fp32/fp16 Encoder)."""
+    """({name: encode function} for the methods asked for on this device and dtype, our Encoder)."""
     from llm2vec_search.encoder import Encoder
     from llm2vec_search.encoder.models import resolve_weights
 
@@ -179,7 +179,7 @@ def run(args) -> list[Row]:
     from llm2vec_search.encoder import pick_device
 
     device, _ = pick_device(args.device)
-    dtypes = ["float32", "float16"] if device.type == "cuda" else ["float32"]
+    dtypes = ["float32", "bfloat16"] if device.type == "cuda" else ["float32"]
     rows: list[Row] = []
     for dtype_name in dtypes:
         methods, encoder = build_methods(args, device, dtype_name)

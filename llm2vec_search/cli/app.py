@@ -13,6 +13,13 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+DeviceOption = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda or cuda:N.")
+DtypeOption = typer.Option(
+    "auto",
+    "--dtype",
+    help="auto (GPU: bfloat16 where supported; CPU: float32), float32, bfloat16 or float16 "
+    "(refused for Gemma, whose activations overflow it).",
+)
 ModelOption = typer.Option(
     "default",
     "--model",

@@ -5,7 +5,7 @@ import json
 import typer
 from rich.table import Table
 
-from .app import ModelOption, app, console, err_console
+from .app import DeviceOption, DtypeOption, ModelOption, app, console, err_console
 
 
 @app.command()
@@ -22,13 +22,17 @@ def embed(
         None, help="mean, weighted_mean, last_token or bos (default: the model's)."
     ),
     causal: bool = typer.Option(False, "--causal", help="Keep causal attention (for comparison)."),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
 ) -> None:
     """Embed TEXTS; print cosine similarities between them (or the vectors with --json)."""
     from ..encoder import Encoder
     from ..encoder.encoder import validate_texts
 
     validate_texts(texts)
-    encoder = Encoder.from_pretrained(model, pooling=pooling, bidirectional=False if causal else None)
+    encoder = Encoder.from_pretrained(
+        model, pooling=pooling, bidirectional=False if causal else None, device=device, dtype=dtype
+    )
     vectors = encoder.encode(texts, instruction=instruction)
     if encoder.last_stats.truncated:
         err_console.print(

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..search import DEFAULT_MODE
-from .app import ModelOption, app, console, err_console
+from .app import DeviceOption, DtypeOption, ModelOption, app, console, err_console
 
 REPORT_FILE_WIDTH = 160
 
@@ -35,6 +35,8 @@ def _load_encoder(
     max_length: int | None,
     causal: bool,
     pooling: str | None,
+    device: str,
+    dtype: str,
     query_instruction: str | None = None,
 ):
     from ..encoder import Encoder
@@ -45,6 +47,8 @@ def _load_encoder(
         max_length=max_length,
         bidirectional=False if causal else None,
         query_instruction=query_instruction,
+        device=device,
+        dtype=dtype,
     )
 
 
@@ -122,6 +126,8 @@ def retrieval(
     query_instruction: str | None = typer.Option(
         None, help='Instruction the queries are embedded with ("" for none) (default: the model\'s).'
     ),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of searching DATASET_DIR's corpus with the split's queries.
 
@@ -133,7 +139,7 @@ def retrieval(
 
     check_mode(mode)
     dataset = load_beir(dataset_dir, split)
-    encoder = _load_encoder(model, max_length, causal, pooling, query_instruction)
+    encoder = _load_encoder(model, max_length, causal, pooling, device, dtype, query_instruction)
     with _Bars() as bars:
         result = run_retrieval(dataset, encoder, mode, chunk_tokens, overlap_tokens, progress=bars)
     record = {
@@ -168,12 +174,14 @@ def sts(
     max_length: int | None = MaxLengthOption,
     causal: bool = CausalOption,
     pooling: str | None = PoolingOption,
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
 ) -> None:
     """Spearman correlation (×100) between the model's cosine similarities and FILE's gold scores."""
     from ..evaluation.sts import evaluate_sts, load_sts
 
     pairs = load_sts(file)
-    encoder = _load_encoder(model, max_length, causal, pooling)
+    encoder = _load_encoder(model, max_length, causal, pooling, device, dtype)
     result = evaluate_sts(encoder, pairs, show_progress=not as_json)
     record = {
         "task": "sts",

@@ -8,7 +8,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from ..errors import L2VError
-from .app import app, console, err_console
+from .app import DeviceOption, DtypeOption, app, console, err_console
 
 IndexDirOption = typer.Option(
     None,
@@ -101,6 +101,8 @@ def index_command(
         "--index-type",
         help="auto, flat, hnsw, ivf or ivfsq (default: auto, or the index's current type).",
     ),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
 ) -> None:
     """Index PATHS into an index (created if needed); reruns only embed new and changed files."""
     from ..indexing import Index
@@ -117,6 +119,8 @@ def index_command(
         chunk_tokens=chunk_tokens,
         overlap_tokens=overlap_tokens,
         index_type=index_type,
+        device=device,
+        dtype=dtype,
     ) as index:
         with _ProgressView() as view:
             summary = index.update(paths, include=include, exclude=exclude, progress=view)

@@ -6,7 +6,7 @@ import typer
 
 from ..errors import L2VError
 from ..search import DEFAULT_MODE
-from .app import app, console, err_console
+from .app import DeviceOption, DtypeOption, app, console, err_console
 from .index_cmd import IndexDirOption, NameOption
 
 EXIT_NO_HITS = 1
@@ -49,6 +49,8 @@ def query_command(
     interactive: bool = typer.Option(
         False, "--interactive", "-i", help="Open the search loop (after searching TEXT, if given)."
     ),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
 ) -> None:
     """Search an index. Exit code 0 when something was found, 1 when nothing was, 2 on an error."""
     check_settings(k, mode)
@@ -60,7 +62,7 @@ def query_command(
         raise L2VError("the query is empty")
     from ..indexing import Index
 
-    with Index.open(name, root=index_dir) as index:
+    with Index.open(name, root=index_dir, device=device, dtype=dtype) as index:
         if interactive or text is None:
             from .interactive import SearchSession
 

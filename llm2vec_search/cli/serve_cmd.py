@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import L2VError
-from .app import app, err_console
+from .app import DeviceOption, DtypeOption, app, err_console
 from .index_cmd import IndexDirOption
 
 
@@ -33,6 +33,8 @@ def serve(
     threads: int | None = typer.Option(
         None, min=1, max=256, help="CPU threads for the model (default: PyTorch's choice, one per core)."
     ),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
 ) -> None:
     """Serve indexes to RAG programs: POST /search, POST /v1/embeddings (OpenAI-compatible), GET /indexes."""
     from ..server import Backend, BatchSettings, check_bind, create_app, is_loopback, resolve_api_key
@@ -45,7 +47,7 @@ def serve(
 
         torch.set_num_threads(threads)
     settings = BatchSettings(batching=not no_batching, max_batch=max_batch, wait_ms=batch_wait_ms)
-    backend = Backend.load(names, index_dir, settings)
+    backend = Backend.load(names, index_dir, settings, device=device, dtype=dtype)
     http_app = create_app(backend, api_key=key, loopback_only=is_loopback(host))
     import uvicorn
 

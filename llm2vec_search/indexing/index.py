@@ -149,10 +149,16 @@ def _model_spec(model: "str | Path | Encoder") -> str:
     return str(path.resolve()) if path.exists() else str(model)
 
 
-def _load_encoder(spec: str, pooling: str | None = None, max_length: int | None = None) -> "Encoder":
+def _load_encoder(
+    spec: str,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> "Encoder":
     from ..encoder import Encoder
 
-    return Encoder.from_pretrained(spec, pooling=pooling, max_length=max_length)
+    return Encoder.from_pretrained(spec, pooling=pooling, max_length=max_length, device=device, dtype=dtype)
 
 
 def sha256_file(path: Path) -> str:
@@ -183,8 +189,18 @@ class _Work:
 class Index:
     """A searchable index; open one with `Index.open(...)` and use it as a context manager."""
 
-    def __init__(self, name: str, path: Path, store: Store, encoder: "Encoder | None", staging: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        store: Store,
+        encoder: "Encoder | None",
+        staging: bool,
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> None:
         self.name = name
+        self._device, self._dtype = device, dtype  # where and how to run the model once it loads
         self.path = path
         self.store = store
         self._encoder = encoder
@@ -209,13 +225,16 @@ class Index:
         chunk_tokens: int | None = None,
         overlap_tokens: int | None = None,
         index_type: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
     ) -> "Index":
         """Open (or with `create`/`rebuild`, start) an index; see the module docstring for the layout.
 
         An existing index loads the model it was built with unless `model` is given; a different model or
         chunking than the index's raises `L2VError` asking for `rebuild=True`. `index_type` may change at any
         time: the vectors are reshaped at the next update. With `rebuild`, the new index is built in a side
-        folder and swapped in when `update` completes, so the old one stays searchable meanwhile.
+        folder and swapped in when `update` completes, so the old one stays searchable meanwhile. `device`
+        and `dtype` say where the model runs when this index loads it (see `Encoder.from_pretrained`).
         """
         name, folder = resolve_index(name_or_path, root)
         if index_type is not None and index_type not in INDEX_TYPES:
@@ -233,13 +252,13 @@ class Index:
                 f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`"
             )
         if old and not rebuild:
-            index = cls(name, folder, old, None, staging=False)
+            index = cls(name, folder, old, None, staging=False, device=device, dtype=dtype)
             index._check_compatible(model, chunk_tokens, overlap_tokens)
             index._wanted_index_type = index_type
             return index
         if old:
             old.close()
-        encoder = _resolve_encoder(model, info)
+        encoder = _resolve_encoder(model, info, device, dtype)
         chunk_tokens = chunk_tokens or int(info.get("chunk_tokens", DEFAULT_CHUNK_TOKENS))
         if overlap_tokens is None:
             overlap_tokens = min(int(info.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS)), chunk_tokens // 2)
@@ -250,9 +269,8 @@ class Index:
             "index_type": index_type or info.get("index_type", "auto"),
         }
         _check_chunking(encoder, settings["chunk_tokens"], settings["overlap_tokens"])
-        index = cls(
-            name, folder, _new_store(folder, encoder, settings, staging=bool(old)), encoder, bool(old)
-        )
+        store = _new_store(folder, encoder, settings, staging=bool(old))
+        index = cls(name, folder, store, encoder, bool(old), device=device, dtype=dtype)
         index._created_here = not old
         return index
 
@@ -272,7 +290,7 @@ class Index:
         info = self.store.info()
         rebuild = f"rerun with --rebuild to rebuild index '{self.name}'"
         if model is not None:
-            encoder = _resolve_encoder(model, info)
+            encoder = _resolve_encoder(model, info, self._device, self._dtype)
             if encoder.fingerprint != info["fingerprint"] or encoder.pooling != info["pooling"]:
                 raise L2VError(
                     f"index '{self.name}' was built with model {info['model']} "
@@ -309,7 +327,9 @@ class Index:
         """The index's model, loaded on first use (status and BM25 searches never load it)."""
         if self._encoder is None:
             info = self.store.info()
-            encoder = _load_encoder(info["model"], info["pooling"], int(info["max_length"]))
+            encoder = _load_encoder(
+                info["model"], info["pooling"], int(info["max_length"]), self._device, self._dtype
+            )
             if encoder.fingerprint != info["fingerprint"]:
                 raise L2VError(
                     f"model {info['model']} has changed since index '{self.name}' was built "
@@ -641,11 +661,13 @@ def _new_store(folder: Path, encoder: "Encoder", settings: dict, staging: bool) 
     return store
 
 
-def _resolve_encoder(model: "str | Path | Encoder | None", info: dict[str, str]) -> "Encoder":
+def _resolve_encoder(
+    model: "str | Path | Encoder | None", info: dict[str, str], device: str, dtype: str
+) -> "Encoder":
     if model is None:
-        return _load_encoder(info.get("model", "default"))
+        return _load_encoder(info.get("model", "default"), device=device, dtype=dtype)
     if isinstance(model, str | Path):
-        return _load_encoder(_model_spec(model))
+        return _load_encoder(_model_spec(model), device=device, dtype=dtype)
     return model
 
 

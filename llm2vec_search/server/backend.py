@@ -110,9 +110,16 @@ class Backend:
         self._loading = threading.Lock()
 
     @classmethod
-    def load(cls, names: Sequence[str], index_dir: Path | None, settings: BatchSettings) -> "Backend":
+    def load(
+        cls,
+        names: Sequence[str],
+        index_dir: Path | None,
+        settings: BatchSettings,
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> "Backend":
         """Open every index (a name, or a folder served under its own name); an index whose model is already
-        loaded gets that encoder instead of a copy."""
+        loaded gets that encoder instead of a copy. `device`/`dtype`: where models run."""
         import faiss
 
         from ..indexing import Index
@@ -123,7 +130,8 @@ class Backend:
         backend = cls(settings)
         try:
             for name in dict.fromkeys(names):
-                index = Index.open(name, root=index_dir)  # reads the index's settings; loads no model yet
+                # Reads the index's settings; loads no model yet.
+                index = Index.open(name, root=index_dir, device=device, dtype=dtype)
                 if index.name in backend.indexes:
                     index.close()
                     raise L2VError(
