@@ -26,6 +26,13 @@ def test_models_lists_the_default_base():
     assert "gemma3-270m" in result.stdout and "smollm2-135m" in result.stdout
 
 
+def test_models_card_says_how_the_default_was_trained():
+    result = run_cli("models", "--card")
+    assert result.returncode == 0, result.stderr
+    for words in ("Training", "SciFact", "STS-B", "CPU"):
+        assert words in result.stdout
+
+
 def test_embed_json_gives_one_vector_per_text(tiny_model_dir):
     result = run_cli("embed", "the cat sat", "a dog ran", "--model", str(tiny_model_dir), "--json")
     assert result.returncode == 0, result.stderr

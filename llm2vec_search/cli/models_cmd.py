@@ -2,17 +2,33 @@
 
 from dataclasses import replace
 
+import typer
+from rich.markdown import Markdown
 from rich.table import Table
 
 from .app import app, console
 
+MODEL_CARD = "MODEL_CARD.md"
+
 
 @app.command()
-def models() -> None:
+def models(
+    card: bool = typer.Option(
+        False, "--card", help="Print the shipped default's model card: data, steps, hardware, scores."
+    ),
+) -> None:
     """List the models l2v-search can use and whether each is installed and converted."""
     from ..encoder.adapters import ModelDirConfig, is_model_dir
     from ..encoder.encoder import SHIPPED_DEFAULT
     from ..encoder.models import cache_dir, model_status
+    from ..errors import L2VError
+
+    if card:
+        path = SHIPPED_DEFAULT / MODEL_CARD
+        if not path.is_file():
+            raise L2VError(f"no model card at {path}; the package is incomplete, reinstall it")
+        console.print(Markdown(path.read_text(encoding="utf-8")))
+        return
 
     rows = model_status()
     base = next(row for row in rows if row.name == "gemma3-270m")
@@ -41,3 +57,4 @@ def models() -> None:
     console.print(
         "Also accepted: a path to a .gguf file, a Hugging Face model directory, a trained model directory."
     )
+    console.print("`l2v-search models --card`: how the default was trained and how it scores.")
