@@ -3,17 +3,13 @@
 Fusion score = w / (60 + dense rank) + 1 / (60 + BM25 rank); w = 0 is BM25 over the same chunks, w = 1 the
 shipped hybrid. Runs through the same cached eval index and search code as `l2v-search eval retrieval`
 (build that cache first with `--mode dense` and the same `--max-length`). Query vectors are embedded once.
-Use a train split to choose anything with it, never the test split.
+Choose settings with a dev or train split, never the test split.
 
-    python benchmarks/hybrid_weights.py ../shared/data/scifact --split train --max-length 256
+    python benchmarks/hybrid_weights.py ../shared/data/squad_dev --split dev --max-length 256
 """
 
 import argparse
-import functools
 
-import numpy as np
-
-import llm2vec_search.search as search
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.evaluation.beir import load_beir
 from llm2vec_search.evaluation.retrieval import run_retrieval
@@ -31,18 +27,16 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_beir(args.dataset, args.split)
     encoder = Encoder.from_pretrained(args.model, max_length=args.max_length)
-    texts = list(dataset.queries.values())
-    vectors = dict(zip(texts, encoder.encode_queries(texts), strict=True))
-    encoder.encode_queries = lambda texts, **_: np.stack([vectors[text] for text in texts])
+    ids = list(dataset.queries)
+    vectors = dict(zip(ids, encoder.encode_queries([dataset.queries[i] for i in ids]), strict=True))
     print(f"{args.split} split, {len(dataset.queries)} queries, model {args.model}")
     print(
         f"{'dense weight':>12}  "
         + "  ".join(f"{name:>10}" for name in ("ndcg@10", "recall@10", "recall@100"))
     )
-    fusion = search.reciprocal_rank_fusion
     for weight in args.weights:
-        search.reciprocal_rank_fusion = functools.partial(fusion, weights=[weight, 1.0])
-        metrics = run_retrieval(dataset, encoder, "hybrid").metrics
+        result = run_retrieval(dataset, encoder, "hybrid", dense_weight=weight, query_vectors=vectors)
+        metrics = result.metrics
         row = "  ".join(f"{metrics[name]:>10.4f}" for name in ("ndcg@10", "recall@10", "recall@100"))
         print(f"{weight:>12}  {row}", flush=True)
 

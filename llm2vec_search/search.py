@@ -25,6 +25,8 @@ SEARCH_MODES = ("dense", "bm25", "hybrid")
 # the shipped default model: BM25 0.686, hybrid 0.571, dense 0.380 (README, Quality). Revisit as it improves.
 DEFAULT_MODE = "bm25"
 RRF_K = 60
+# Weight of the dense list against BM25's (1.0) in hybrid fusion.
+DEFAULT_DENSE_WEIGHT = 1.0
 # Each retriever's list is taken this deep (at least k) before fusion.
 FUSION_DEPTH = 50
 # With a path filter, FAISS is asked for this many times k first, then more until enough hits pass the filter.
@@ -116,6 +118,11 @@ def check_query(text: str, mode: str, k: int) -> None:
         raise L2VError(f"k must be at least 1, got {k}")
 
 
+def check_dense_weight(weight: float) -> None:
+    if not 0 <= weight <= 100:
+        raise L2VError(f"dense weight must be between 0 and 100, got {weight}")
+
+
 def dense_ranking(
     store: "Store", vectors: "VectorIndex", query_vector: np.ndarray, depth: int, matches=None
 ) -> list[tuple["ChunkRow", float]]:
@@ -154,14 +161,19 @@ def to_hit(rank: int, score: float, row: "ChunkRow", dense: float | None, bm25: 
 
 
 def rank_hits(
-    dense: list[tuple["ChunkRow", float]] | None, bm25: list[tuple["ChunkRow", float]] | None, k: int
+    dense: list[tuple["ChunkRow", float]] | None,
+    bm25: list[tuple["ChunkRow", float]] | None,
+    k: int,
+    dense_weight: float = DEFAULT_DENSE_WEIGHT,
 ) -> list[Hit]:
-    """Turn one retriever's list into hits, or fuse both with RRF when both are given."""
+    """Turn one retriever's list into hits, or fuse both with weighted RRF when both are given."""
     dense_scores = {row.id: score for row, score in dense or []}
     bm25_scores = {row.id: score for row, score in bm25 or []}
     rows = {row.id: row for row, _ in [*(dense or []), *(bm25 or [])]}
     if dense is not None and bm25 is not None:
-        fused = reciprocal_rank_fusion([[r.id for r, _ in dense], [r.id for r, _ in bm25]])
+        fused = reciprocal_rank_fusion(
+            [[r.id for r, _ in dense], [r.id for r, _ in bm25]], weights=[dense_weight, 1.0]
+        )
         order = sorted(fused, key=lambda i: -fused[i])[:k]
         scores = fused
     else:
@@ -182,10 +194,13 @@ def search_many(
     k: int = 10,
     mode: str = DEFAULT_MODE,
     path_glob: str | None = None,
+    dense_weight: float = DEFAULT_DENSE_WEIGHT,
 ) -> list[list[Hit]]:
-    """Run `mode` search for each text; queries are embedded in one batch."""
+    """Run `mode` search for each text; queries are embedded in one batch. `dense_weight`: the dense list's
+    weight against BM25's 1 in hybrid fusion."""
     for text in texts:
         check_query(text, mode, k)
+    check_dense_weight(dense_weight)
     matches = path_matcher(path_glob)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
     query_vectors = encode_queries(list(texts)) if mode != "bm25" and vectors.count else None
@@ -199,5 +214,5 @@ def search_many(
                 else []
             )
         bm25 = bm25_ranking(store, text, depth, matches) if mode != "dense" else None
-        results.append(rank_hits(dense, bm25, k))
+        results.append(rank_hits(dense, bm25, k, dense_weight))
     return results

@@ -136,6 +136,16 @@ def test_rank_hits_keeps_each_retrievers_score(index):
     assert (hits[1].dense_score, hits[1].bm25_score) == (None, 3.0)
 
 
+def test_dense_weight_tilts_hybrid_fusion(index):
+    rows = index.store.chunks_by_id(sorted(index.store.committed_chunk_ids()))
+    a, b = list(rows.values())[:2]
+    dense, bm25 = [(a, 0.9), (b, 0.1)], [(b, 3.0), (a, 1.0)]  # each retriever puts the other first
+    assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=1.5)] == [a.id, b.id]
+    assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=0.5)] == [b.id, a.id]
+    with pytest.raises(L2VError, match="dense weight"):
+        index.search("x", mode="hybrid", dense_weight=-1)
+
+
 def test_bad_queries_are_user_errors(index):
     with pytest.raises(L2VError, match="empty"):
         index.search("   ")

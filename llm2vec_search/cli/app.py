@@ -3,6 +3,8 @@
 import typer
 from rich.console import Console
 
+from ..search import DEFAULT_DENSE_WEIGHT
+
 app = typer.Typer(
     name="l2v-search",
     help="Local vector search with an LLM2Vec encoder: index folders, query them, serve them to RAG apps.",
@@ -13,6 +15,11 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+DenseWeightOption = typer.Option(
+    DEFAULT_DENSE_WEIGHT,
+    "--dense-weight",
+    help="Hybrid: weight of the dense ranking against BM25's 1 in reciprocal rank fusion.",
+)
 DeviceOption = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda or cuda:N.")
 DtypeOption = typer.Option(
     "auto",

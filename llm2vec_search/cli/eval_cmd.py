@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..search import DEFAULT_MODE
-from .app import DeviceOption, DtypeOption, ModelOption, app, console, err_console
+from .app import DenseWeightOption, DeviceOption, DtypeOption, ModelOption, app, console, err_console
 
 REPORT_FILE_WIDTH = 160
 
@@ -126,6 +126,7 @@ def retrieval(
     query_instruction: str | None = typer.Option(
         None, help='Instruction the queries are embedded with ("" for none) (default: the model\'s).'
     ),
+    dense_weight: float = DenseWeightOption,
     device: str = DeviceOption,
     dtype: str = DtypeOption,
 ) -> None:
@@ -141,13 +142,16 @@ def retrieval(
     dataset = load_beir(dataset_dir, split)
     encoder = _load_encoder(model, max_length, causal, pooling, device, dtype, query_instruction)
     with _Bars() as bars:
-        result = run_retrieval(dataset, encoder, mode, chunk_tokens, overlap_tokens, progress=bars)
+        result = run_retrieval(
+            dataset, encoder, mode, chunk_tokens, overlap_tokens, progress=bars, dense_weight=dense_weight
+        )
     record = {
         "task": "retrieval",
         **_settings(model, encoder, causal),
         "dataset": result.dataset,
         "split": result.split,
         "mode": mode,
+        **({"dense_weight": dense_weight} if mode == "hybrid" else {}),
         "query_instruction": encoder.query_instruction,
         "chunk_tokens": result.chunk_tokens,
         "overlap_tokens": result.overlap_tokens,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import L2VError
+from ..search import DEFAULT_DENSE_WEIGHT
 from .app import console, err_console
 from .query_cmd import check_settings, print_hits
 from .render import hit_details
@@ -67,7 +68,15 @@ class _History:
 class SearchSession:
     """Settings (k, mode, path filter) and the last hits, which `:open` refers to."""
 
-    def __init__(self, index: "Index", k: int, mode: str, path_glob: str | None) -> None:
+    def __init__(
+        self,
+        index: "Index",
+        k: int,
+        mode: str,
+        path_glob: str | None,
+        dense_weight: float = DEFAULT_DENSE_WEIGHT,
+    ) -> None:
+        self.dense_weight = dense_weight
         self.index = index
         self.k = k
         self.mode = mode
@@ -123,7 +132,9 @@ class SearchSession:
 
     def _search(self, query: str) -> None:
         started = time.perf_counter()
-        self.hits = self.index.search(query, k=self.k, mode=self.mode, path_glob=self.path_glob)
+        self.hits = self.index.search(
+            query, k=self.k, mode=self.mode, path_glob=self.path_glob, dense_weight=self.dense_weight
+        )
         elapsed_ms = (time.perf_counter() - started) * 1000
         print_hits(self.hits, query)
         count = f"{len(self.hits)} hit{'' if len(self.hits) == 1 else 's'}"

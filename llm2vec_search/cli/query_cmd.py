@@ -6,7 +6,7 @@ import typer
 
 from ..errors import L2VError
 from ..search import DEFAULT_MODE
-from .app import DeviceOption, DtypeOption, app, console, err_console
+from .app import DenseWeightOption, DeviceOption, DtypeOption, app, console, err_console
 from .index_cmd import IndexDirOption, NameOption
 
 EXIT_NO_HITS = 1
@@ -49,6 +49,7 @@ def query_command(
     interactive: bool = typer.Option(
         False, "--interactive", "-i", help="Open the search loop (after searching TEXT, if given)."
     ),
+    dense_weight: float = DenseWeightOption,
     device: str = DeviceOption,
     dtype: str = DtypeOption,
 ) -> None:
@@ -66,9 +67,11 @@ def query_command(
         if interactive or text is None:
             from .interactive import SearchSession
 
-            SearchSession(index, k=k, mode=mode, path_glob=path).run(first_query=text)
+            SearchSession(index, k=k, mode=mode, path_glob=path, dense_weight=dense_weight).run(
+                first_query=text
+            )
             return
-        hits = index.search(text, k=k, mode=mode, path_glob=path)
+        hits = index.search(text, k=k, mode=mode, path_glob=path, dense_weight=dense_weight)
     if as_json or as_jsonl:
         from .render import hits_json, hits_jsonl
 

@@ -20,7 +20,7 @@ from ..encoder.models import cache_dir
 from ..errors import L2VError
 from ..indexing.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ..indexing.index import SPECIAL_TOKEN_ROOM, Index
-from ..search import DEFAULT_MODE, SEARCH_MODES
+from ..search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, SEARCH_MODES
 from .beir import BeirDataset
 from .metrics import mean_metrics
 
@@ -130,8 +130,11 @@ def rank_documents(
     mode: str,
     depth: int = DOC_DEPTH,
     progress: ProgressCallback | None = None,
+    dense_weight: float = DEFAULT_DENSE_WEIGHT,
+    query_vectors: dict[str, np.ndarray] | None = None,
 ) -> dict[str, list[str]]:
     """query id → doc ids, best first: chunks searched deep enough to yield `depth` distinct documents.
+    `query_vectors` (query id → vector), when given, are used instead of embedding the queries.
 
     The first pass asks for twice the average chunks per document times `depth`; queries that still come up
     short (a few documents with many matching chunks) are searched again, four times deeper each pass.
@@ -146,7 +149,14 @@ def rank_documents(
         short = []
         for start in range(0, len(pending), QUERY_BATCH):
             batch = pending[start : start + QUERY_BATCH]
-            results = index.search_many([queries[q] for q in batch], k=k, mode=mode)
+            vectors = np.stack([query_vectors[q] for q in batch]) if query_vectors else None
+            results = index.search_many(
+                [queries[q] for q in batch],
+                k=k,
+                mode=mode,
+                query_vectors=vectors,
+                dense_weight=dense_weight,
+            )
             for query_id, hits in zip(batch, results, strict=True):
                 docs = list(dict.fromkeys(hit.path for hit in hits))
                 rankings[query_id] = docs[:depth]
@@ -178,8 +188,11 @@ def run_retrieval(
     chunk_tokens: int | None = None,
     overlap_tokens: int | None = None,
     progress: ProgressCallback | None = None,
+    dense_weight: float = DEFAULT_DENSE_WEIGHT,
+    query_vectors: dict[str, np.ndarray] | None = None,
 ) -> RetrievalResult:
-    """Index the corpus (or reuse the cached index), search every judged query, and score the rankings."""
+    """Index the corpus (or reuse the cached index), search every judged query, and score the rankings
+    (`dense_weight` and `query_vectors` as in `rank_documents`)."""
     check_mode(mode)
     chunk_tokens, overlap_tokens = eval_chunking(encoder.max_length, chunk_tokens, overlap_tokens)
     indexing_encoder = LexicalOnlyEncoder(encoder) if mode == "bm25" else encoder
@@ -189,7 +202,14 @@ def run_retrieval(
         index_seconds = time.perf_counter() - started
         status = index.status()
         started = time.perf_counter()
-        rankings = rank_documents(index, dataset.queries, mode, progress=progress)
+        rankings = rank_documents(
+            index,
+            dataset.queries,
+            mode,
+            progress=progress,
+            dense_weight=dense_weight,
+            query_vectors=query_vectors,
+        )
         search_seconds = time.perf_counter() - started
     return RetrievalResult(
         dataset=dataset.name,

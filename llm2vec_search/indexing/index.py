@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import L2VError
-from ..search import DEFAULT_MODE
+from ..search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE
 from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_document
 from .discover import discover
 from .extract import Document, SkipFile, extract
@@ -395,10 +395,13 @@ class Index:
         mode: str = DEFAULT_MODE,
         path_glob: str | None = None,
         query_vector: np.ndarray | None = None,
+        dense_weight: float = DEFAULT_DENSE_WEIGHT,
     ) -> list["Hit"]:
         """Search one text; a `query_vector` embedded elsewhere (a server's batcher) skips the encoder."""
         vectors = None if query_vector is None else np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        return self.search_many([text], k=k, mode=mode, path_glob=path_glob, query_vectors=vectors)[0]
+        return self.search_many(
+            [text], k=k, mode=mode, path_glob=path_glob, query_vectors=vectors, dense_weight=dense_weight
+        )[0]
 
     def search_many(
         self,
@@ -407,8 +410,10 @@ class Index:
         mode: str = DEFAULT_MODE,
         path_glob: str | None = None,
         query_vectors: np.ndarray | None = None,
+        dense_weight: float = DEFAULT_DENSE_WEIGHT,
     ) -> list[list["Hit"]]:
-        """Search each text; dense/hybrid queries are embedded in one batch, with the query instruction."""
+        """Search each text; dense/hybrid queries are embedded in one batch, with the query instruction,
+        unless `query_vectors` (one row per text) are given. `dense_weight`: see `search.search_many`."""
         from ..search import search_many
 
         self.refresh()
@@ -416,7 +421,7 @@ class Index:
         def encode(batch: list[str]) -> np.ndarray:
             return self.encoder.encode_queries(batch) if query_vectors is None else query_vectors
 
-        return search_many(self.store, self.vectors, encode, texts, k, mode, path_glob)
+        return search_many(self.store, self.vectors, encode, texts, k, mode, path_glob, dense_weight)
 
     # status
     def status(self) -> IndexStatus:
