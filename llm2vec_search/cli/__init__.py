@@ -6,6 +6,7 @@ import sys
 
 from ..errors import L2VError
 from . import (  # noqa: F401  (modules register their commands on `app`)
+    doctor_cmd,
     embed_cmd,
     eval_cmd,
     index_cmd,

@@ -43,7 +43,7 @@ def serve(
 
     key = resolve_api_key(api_key)
     check_bind(host, key)
-    _check_port_free(host, port)
+    check_port_free(host, port)
     if threads:
         import torch
 
@@ -63,7 +63,7 @@ def serve(
     uvicorn.run(http_app, host=host, port=port, log_level="warning", access_log=False)
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     """Fail before the slow model load, with a clear line, if the address cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

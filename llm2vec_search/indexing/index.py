@@ -598,15 +598,20 @@ class Index:
         forget committed chunks whose vectors never reached disk (their files get re-indexed)."""
         with self.store.transaction():
             self.store.delete_pending_chunks()
-        committed = self.store.committed_chunk_ids()
-        stored = set(self.vectors.ids().tolist())
-        orphans, lost = stored - committed, committed - stored
+        lost, orphans = self.vector_mismatch()
         if lost:
             with self.store.transaction():
                 self.store.forget_chunks(lost)
         if orphans:
             self.vectors.remove(orphans)
             self.save_vectors()
+
+    def vector_mismatch(self) -> tuple[set[int], set[int]]:
+        """(committed chunks without a vector, vectors without a committed chunk): both empty when SQLite and
+        FAISS agree, as they do between updates."""
+        committed = self.store.committed_chunk_ids()
+        stored = set(self.vectors.ids().tolist())
+        return committed - stored, stored - committed
 
     def save_vectors(self) -> None:
         path = self._folder / VECTORS_NAME
