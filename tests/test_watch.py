@@ -1,6 +1,7 @@
 """`l2v-search index PATH --watch` end to end: a real watcher subprocess over a real folder, queried until
 each change shows (bounded waits), then stopped with Ctrl-C."""
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.index import LOCK_NAME
 from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,14 +75,19 @@ def test_watch_applies_creates_edits_deletes_renames_and_a_storm_as_one_update(t
         wait_until("a deletion", lambda: files_with(index_dir, "banana") == [])
         (folder / "c.md").rename(folder / "e.md")
         wait_until("a rename", lambda: files_with(index_dir, "cherry") == ["e.md"])
+        with (index_dir / "w" / LOCK_NAME).open("a") as lock:  # another writer holds the index for a while
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            (folder / "f.md").write_text("foxtrot fig\n")
+            wait_until("the busy index reported", lambda: "being updated by another" in err.read_text())
+        wait_until("the retry", lambda: files_with(index_dir, "fig") == ["f.md"])
         updates_before_storm = out.read_text().count(" updated: ")
-        assert updates_before_storm == 4, out.read_text()
+        assert updates_before_storm == 5, out.read_text()
 
         storm = folder / "storm"
         storm.mkdir()
         for i in range(STORM_FILES):
             (storm / f"s{i}.txt").write_text(f"gale number {i}\n")
-        wait_until("the storm", lambda: f"index now {3 + STORM_FILES} files" in out.read_text())
+        wait_until("the storm", lambda: f"index now {4 + STORM_FILES} files" in out.read_text())
         assert out.read_text().count(" updated: ") == updates_before_storm + 1, out.read_text()
         assert "300 added, 0 changed, 0 removed" in out.read_text().splitlines()[-1]
     finally:
@@ -90,4 +97,4 @@ def test_watch_applies_creates_edits_deletes_renames_and_a_storm_as_one_update(t
     assert code in (0, 130), messages
     assert "stopped watching" in messages or "interrupted" in messages, messages
     assert "Traceback" not in messages, messages
-    assert files_with(index_dir, "gale") and file_count(index_dir) == 3 + STORM_FILES  # still opens, whole
+    assert files_with(index_dir, "gale") and file_count(index_dir) == 4 + STORM_FILES  # still opens, whole

@@ -127,7 +127,7 @@ def _server() -> Iterator[Finding]:
 
 @app.command()
 def doctor(index_dir: Path | None = IndexDirOption) -> None:
-    """Check the set-up: Python, torch and device, model cache, indexes, server defaults (1 on problems)."""
+    """Check the set-up: Python, torch and device, model cache, indexes, server defaults; exit 1 if off."""
     findings = [*_runtime(), *_models(), *_indexes(index_dir), *_server()]
     table = Table(title="l2v-search doctor")
     for column in ("", "check", "value"):

@@ -185,7 +185,7 @@ def _watch(
         )
 
     def failed(exc: L2VError) -> None:
-        err_console.print(f"[red]error:[/red] {exc} (still watching)", soft_wrap=True, highlight=False)
+        err_console.print(f"[red]error:[/red] {exc} (retrying)", soft_wrap=True, highlight=False)
 
     watch_index(
         index, paths, include, exclude, on_ready=ready, on_update=updated, on_error=failed, quiet_s=debounce

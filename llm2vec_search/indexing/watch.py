@@ -31,14 +31,15 @@ def watch_index(
 
     Once the watcher is running, one catch-up update picks up whatever changed since the caller's own first
     pass, then `on_ready` is called. `on_update` gets each update that changed something; an update that
-    fails with a user error (say, another process holds the index) goes to `on_error` and watching goes
-    on, so the next change retries it.
+    fails with a user error (say, another process holds the index) is retried after each quiet period and
+    goes to `on_error` when its message differs from the last failure's.
     """
     from watchfiles import DefaultFilter, watch
 
     own_folders = [index.path, _staging_folder(index.path), _retired_folder(index.path)]
     quiet_ms = max(1, round(quiet_s * 1000))
     ready = False
+    failed: str | None = None  # the last failure's message, until an update succeeds
     for changes in watch(
         *paths,
         watch_filter=DefaultFilter(ignore_paths=[str(folder) for folder in own_folders]),
@@ -49,13 +50,16 @@ def watch_index(
         raise_interrupt=False,
         stop_event=stop,
     ):
-        if changes or not ready:
+        if changes or failed or not ready:
             try:
                 index.refresh()  # another process may have updated or rebuilt the index meanwhile
                 summary = index.update(paths, include=include, exclude=exclude)
             except L2VError as exc:
-                on_error(exc)
+                if str(exc) != failed:
+                    on_error(exc)
+                failed = str(exc)
             else:
+                failed = None
                 if summary.files_added or summary.files_changed or summary.files_removed:
                     on_update(summary)
         if not ready:
