@@ -18,7 +18,7 @@ def doctor(tmp_path: Path, index_dir: Path) -> subprocess.CompletedProcess:
         env={**os.environ, "L2V_SEARCH_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         cwd=ROOT,
     )
 
