@@ -11,6 +11,7 @@ from peft import LoraConfig, get_peft_model
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder, ModelDirConfig, set_bidirectional
 from llm2vec_search.encoder.adapters import peft_deprecations_silenced
+from llm2vec_search.encoder.encoder import model_fingerprint
 
 # Loading adapters must not print library deprecation noise to our users.
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
@@ -50,6 +51,7 @@ def test_adapters_are_merged_in_order(tmp_path):
     plain = Encoder.from_pretrained(base, device="cpu")
     assert not np.allclose(plain.encode(TEXTS), expected, atol=1e-3)
     assert plain.fingerprint != encoder.fingerprint
+    assert model_fingerprint(base) == plain.fingerprint  # computed without loading anything
 
 
 def test_model_directory_carries_its_settings(tmp_path):
@@ -65,6 +67,7 @@ def test_model_directory_carries_its_settings(tmp_path):
     ).save(model_dir)
 
     encoder = Encoder.from_pretrained(model_dir, device="cpu")
+    assert model_fingerprint(model_dir) == encoder.fingerprint
     assert (encoder.pooling, encoder.max_length, encoder.query_instruction) == (
         "weighted_mean",
         64,

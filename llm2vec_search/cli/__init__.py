@@ -5,7 +5,17 @@ import os
 import sys
 
 from ..errors import L2VError
-from . import embed_cmd, eval_cmd, index_cmd, models_cmd, query_cmd, serve_cmd, train_cmd  # noqa: F401  (modules register their commands on `app`)
+from . import (  # noqa: F401  (modules register their commands on `app`)
+    doctor_cmd,
+    embed_cmd,
+    eval_cmd,
+    index_cmd,
+    mcp_cmd,
+    models_cmd,
+    query_cmd,
+    serve_cmd,
+    train_cmd,
+)
 from .app import app, err_console
 
 EXIT_ERROR = 2
@@ -22,7 +32,7 @@ def _quiet_libraries() -> None:
     ours = logging.getLogger("llm2vec_search")
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
-    for noisy in ("transformers", "peft", "huggingface_hub"):
+    for noisy in ("transformers", "peft", "huggingface_hub", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -9,6 +10,9 @@ from rich.table import Table
 
 from ..errors import L2VError
 from .app import DeviceOption, DtypeOption, app, console, err_console
+
+if TYPE_CHECKING:
+    from ..indexing import Index, IndexStatus, UpdateSummary
 
 IndexDirOption = typer.Option(
     None,
@@ -103,6 +107,19 @@ def index_command(
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
+    watch: bool = typer.Option(
+        False,
+        "--watch",
+        "-w",
+        help="After indexing, keep watching PATHS and update on changes (Ctrl-C stops).",
+    ),
+    debounce: float = typer.Option(
+        1.0,
+        "--debounce",
+        min=0.05,
+        max=60,
+        help="With --watch: update once changes pause for this many seconds.",
+    ),
 ) -> None:
     """Index PATHS into an index (created if needed); reruns only embed new and changed files."""
     from ..indexing import Index
@@ -124,7 +141,12 @@ def index_command(
     ) as index:
         with _ProgressView() as view:
             summary = index.update(paths, include=include, exclude=exclude, progress=view)
-        status = index.status()
+        _print_summary(summary, index.status())
+        if watch:
+            _watch(index, paths, include, exclude, debounce)
+
+
+def _print_summary(summary: "UpdateSummary", status: "IndexStatus") -> None:
     table = Table(title=f"index '{status.name}' ({status.path})", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -142,6 +164,37 @@ def index_command(
     ):
         table.add_row(label, str(value))
     console.print(table)
+
+
+def _watch(
+    index: "Index", paths: list[Path], include: list[str], exclude: list[str], debounce: float
+) -> None:
+    """One line per update that changed something; errors are reported and watching goes on."""
+    import time
+
+    from ..indexing.watch import watch_index
+
+    def ready() -> None:
+        shown = ", ".join(map(str, paths))
+        err_console.print(f"watching {shown} for changes (Ctrl-C stops)", soft_wrap=True, highlight=False)
+
+    def updated(summary: "UpdateSummary") -> None:
+        status = index.status()
+        console.print(
+            f"{time.strftime('%H:%M:%S')} updated: {summary.files_added} added, {summary.files_changed} "
+            f"changed, {summary.files_removed} removed, {summary.chunks_added} chunks embedded "
+            f"in {summary.seconds:.1f} s; index now {status.files} files, {status.chunks} chunks",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+    def failed(exc: L2VError) -> None:
+        err_console.print(f"[red]error:[/red] {exc} (retrying)", soft_wrap=True, highlight=False)
+
+    watch_index(
+        index, paths, include, exclude, on_ready=ready, on_update=updated, on_error=failed, quiet_s=debounce
+    )
+    err_console.print("stopped watching")
 
 
 @app.command("status")

@@ -10,13 +10,19 @@ from ..errors import L2VError
 from .app import DeviceOption, DtypeOption, app, err_console
 from .index_cmd import IndexDirOption
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+# Shared with `mcp`, whose searches go through the same micro-batcher.
+MaxBatchOption = typer.Option(64, min=1, max=1024, help="Most texts embedded in one forward pass.")
+BatchWaitOption = typer.Option(5.0, min=0, max=1000, help="How long a batch waits for more requests (ms).")
+
 
 @app.command()
 def serve(
     names: list[str] = typer.Option(["default"], "--name", "-n", help="Index to serve (repeat for several)."),
     index_dir: Path | None = IndexDirOption,
-    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs --api-key."),
-    port: int = typer.Option(8765, min=1, max=65535, help="TCP port."),
+    host: str = typer.Option(DEFAULT_HOST, help="Address to bind; anything but loopback needs --api-key."),
+    port: int = typer.Option(DEFAULT_PORT, min=1, max=65535, help="TCP port."),
     api_key: str | None = typer.Option(
         None,
         envvar="L2V_SEARCH_API_KEY",
@@ -26,10 +32,8 @@ def serve(
     no_batching: bool = typer.Option(
         False, "--no-batching", help="Embed one request at a time (for comparison)."
     ),
-    max_batch: int = typer.Option(64, min=1, max=1024, help="Most texts embedded in one forward pass."),
-    batch_wait_ms: float = typer.Option(
-        5.0, min=0, max=1000, help="How long a batch waits for more requests."
-    ),
+    max_batch: int = MaxBatchOption,
+    batch_wait_ms: float = BatchWaitOption,
     threads: int | None = typer.Option(
         None, min=1, max=256, help="CPU threads for the model (default: PyTorch's choice, one per core)."
     ),
@@ -41,7 +45,7 @@ def serve(
 
     key = resolve_api_key(api_key)
     check_bind(host, key)
-    _check_port_free(host, port)
+    check_port_free(host, port)
     if threads:
         import torch
 
@@ -61,7 +65,7 @@ def serve(
     uvicorn.run(http_app, host=host, port=port, log_level="warning", access_log=False)
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     """Fail before the slow model load, with a clear line, if the address cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

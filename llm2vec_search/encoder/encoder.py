@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import L2VError
 from .adapters import ModelDirConfig, apply_adapters, is_model_dir
 from .bidirectional import set_bidirectional
-from .models import DEFAULT_BASE, model_family, resolve_weights
+from .models import DEFAULT_BASE, model_family, resolve_weights, weights_identity, weights_source
 from .pooling import POOLING_MODES, pool
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,29 @@ def pick_device(
     return torch_device, choose_dtype(torch_device.type, dtype, family, bf16)
 
 
+def model_config(spec: str) -> tuple[ModelDirConfig, Path | None]:
+    """A spec's settings and, for a trained model directory (the shipped default is one), that directory."""
+    model_dir: Path | None = None
+    if spec == "default":
+        if not is_model_dir(SHIPPED_DEFAULT):
+            return ModelDirConfig(base_model=DEFAULT_BASE), None
+        model_dir = SHIPPED_DEFAULT
+    elif is_model_dir(Path(spec).expanduser()):
+        model_dir = Path(spec).expanduser()
+    if model_dir is None:
+        return ModelDirConfig(base_model=spec), None
+    return ModelDirConfig.load(model_dir), model_dir
+
+
+def model_fingerprint(spec: str | Path = "default") -> str:
+    """The fingerprint `Encoder.from_pretrained(spec)` gives, without loading or converting any weights (so
+    `doctor` can tell in a moment whether an index still matches its model)."""
+    config, model_dir = model_config(str(spec))
+    adapter_dirs = [model_dir / name for name in config.adapters] if model_dir else []
+    identity = weights_identity(weights_source(config.base_model))
+    return _fingerprint(identity, adapter_dirs, config.pooling, config.bidirectional)
+
+
 class Encoder:
     """Embeds texts with a (bidirectional, optionally LoRA-trained) decoder LLM.
 
@@ -152,17 +175,7 @@ class Encoder:
         bidirectional attention and no query instruction.
         """
         spec = str(model)
-        config = ModelDirConfig(base_model=spec)
-        model_dir: Path | None = None
-        if spec == "default":
-            if is_model_dir(SHIPPED_DEFAULT):
-                model_dir = SHIPPED_DEFAULT
-            else:
-                config.base_model = DEFAULT_BASE
-        elif is_model_dir(Path(spec).expanduser()):
-            model_dir = Path(spec).expanduser()
-        if model_dir is not None:
-            config = ModelDirConfig.load(model_dir)
+        config, model_dir = model_config(spec)
         adapter_dirs = [model_dir / name for name in config.adapters] if model_dir else []
         adapter_dirs += [Path(a).expanduser() for a in adapters or []]
 

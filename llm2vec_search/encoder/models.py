@@ -123,25 +123,35 @@ def is_converted(source: GGUFSource) -> bool:
     return (cache_dir() / source.key / COMPLETE_MARKER).is_file()
 
 
-def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
-    """Return (a Hugging Face directory with config, weights and tokenizer; an identity for fingerprints)."""
+def weights_source(spec: str | os.PathLike[str]) -> GGUFSource | Path:
+    """What a base-model spec names: a GGUF file to convert, or a Hugging Face directory (nothing loads)."""
     text = str(spec)
     if text in REGISTRY:
-        source = registered_source(text)
-        return convert_gguf(source), source.key
+        return registered_source(text)
     path = Path(text).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise L2VError(f"GGUF file not found: {path}")
-        source = _gguf_file_source(path)
-        return convert_gguf(source), source.key
+        return _gguf_file_source(path)
     if path.is_dir() and (path / "config.json").is_file():
-        return path, f"hf:{path.resolve()}"
+        return path
     names = ", ".join(REGISTRY)
     raise L2VError(
         f"unknown model {text!r}: use one of {names}, a .gguf file, a Hugging Face model directory "
         "or a trained model directory"
     )
+
+
+def weights_identity(source: GGUFSource | Path) -> str:
+    """The part of a model's fingerprint that stands for its base weights."""
+    return source.key if isinstance(source, GGUFSource) else f"hf:{source.resolve()}"
+
+
+def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
+    """Return (a Hugging Face directory with config, weights and tokenizer; an identity for fingerprints)."""
+    source = weights_source(spec)
+    folder = convert_gguf(source) if isinstance(source, GGUFSource) else source
+    return folder, weights_identity(source)
 
 
 def convert_gguf(source: GGUFSource) -> Path:

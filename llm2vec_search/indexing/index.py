@@ -169,7 +169,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _under(path: str, roots: Sequence[str]) -> bool:
+def is_under(path: str, roots: Sequence[str]) -> bool:
+    """Whether `path` is one of `roots` or inside one (plain string paths, no file system access)."""
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
@@ -326,18 +327,29 @@ class Index:
     def encoder(self) -> "Encoder":
         """The index's model, loaded on first use (status and BM25 searches never load it)."""
         if self._encoder is None:
-            info = self.store.info()
-            encoder = _load_encoder(
-                info["model"], info["pooling"], int(info["max_length"]), self._device, self._dtype
-            )
-            if encoder.fingerprint != info["fingerprint"]:
-                raise L2VError(
-                    f"model {info['model']} has changed since index '{self.name}' was built "
-                    f"(fingerprint {encoder.fingerprint}, index has {info['fingerprint']}); "
-                    "rerun with --rebuild"
-                )
-            self._encoder = encoder
+            self._encoder = self.load_encoder()
         return self._encoder
+
+    def load_encoder(self, spec: str | None = None) -> "Encoder":
+        """Load the spec the index records, or `spec` instead; either must give the index's fingerprint."""
+        info = self.store.info()
+        spec = _model_spec(spec) if spec else info["model"]
+        encoder = _load_encoder(spec, info["pooling"], int(info["max_length"]), self._device, self._dtype)
+        if encoder.fingerprint != info["fingerprint"]:
+            what = (
+                f"has changed since index '{self.name}' was built"
+                if spec == info["model"]
+                else f"is not the model index '{self.name}' was built with"
+            )
+            raise L2VError(
+                f"model {spec} {what} (fingerprint {encoder.fingerprint}, index has {info['fingerprint']}); "
+                "rerun with --rebuild"
+            )
+        return encoder
+
+    def roots(self) -> list[str]:
+        """The folders and files that updates were given (absolute), so readers know what the index covers."""
+        return json.loads(self.store.get_info("roots") or "[]")
 
     @property
     def vectors(self) -> VectorIndex:
@@ -475,8 +487,10 @@ class Index:
         root_keys = [os.path.abspath(p) for p in roots]
         summary = UpdateSummary(skipped=dict(discovery.skipped))
         with self._writing(summary, started):
+            with self.store.transaction():
+                self.store.set_info(roots=json.dumps(sorted({*self.roots(), *root_keys})))
             known = self.store.files()
-            removed = [path for path in known if path not in found and _under(path, root_keys)]
+            removed = [path for path in known if path not in found and is_under(path, root_keys)]
             work = self._scan(found, known, summary, progress, started)
             self._apply(work, removed, summary, progress, started)
         return summary
@@ -607,15 +621,20 @@ class Index:
         forget committed chunks whose vectors never reached disk (their files get re-indexed)."""
         with self.store.transaction():
             self.store.delete_pending_chunks()
-        committed = self.store.committed_chunk_ids()
-        stored = set(self.vectors.ids().tolist())
-        orphans, lost = stored - committed, committed - stored
+        lost, orphans = self.vector_mismatch()
         if lost:
             with self.store.transaction():
                 self.store.forget_chunks(lost)
         if orphans:
             self.vectors.remove(orphans)
             self.save_vectors()
+
+    def vector_mismatch(self) -> tuple[set[int], set[int]]:
+        """(committed chunks without a vector, vectors without a committed chunk): both empty when SQLite and
+        FAISS agree, as they do between updates."""
+        committed = self.store.committed_chunk_ids()
+        stored = set(self.vectors.ids().tolist())
+        return committed - stored, stored - committed
 
     def save_vectors(self) -> None:
         path = self._folder / VECTORS_NAME

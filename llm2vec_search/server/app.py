@@ -135,13 +135,8 @@ def create_app(
         if request.k > limits.max_k:
             raise L2VError(f"k={request.k} is above the limit of {limits.max_k}")
         check_texts([request.query])
-        served = await run_in_threadpool(backend.index, request.index)
-        model, vector = None, None
-        if request.mode != "bm25":
-            model = served.model
-            vector = (await model.embed([request.query], model.encoder.query_instruction)).vectors[0]
-        hits = await run_in_threadpool(
-            served.search, request.query, model, vector, request.k, request.mode, request.path_glob
+        served, hits = await backend.search(
+            request.query, request.k, request.mode, request.path_glob, request.index
         )
         return JSONResponse(
             {

@@ -2,6 +2,7 @@
 
 Reads of one index run one at a time (a lock: a reload swaps its SQLite and FAISS objects), but the query
 embedding happens before, outside that lock, in the model's batcher, so concurrent searches share passes.
+The HTTP server and the MCP server are both layers over `Backend`.
 """
 
 import asyncio
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import anyio.to_thread
 import numpy as np
 
 from ..errors import L2VError
@@ -52,7 +54,7 @@ class ServedIndex:
 
     name: str
     index: object  # llm2vec_search.indexing.Index
-    model: ServedModel
+    model: ServedModel | None = None  # None until first needed when the backend loads models lazily
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def search(
@@ -69,13 +71,17 @@ class ServedIndex:
 
         encoded = None if vector is None else vector[None, :]
         with self.lock:
-            if embedded_by is not None and embedded_by is not self.model:
+            if embedded_by is not None and embedded_by.encoder.fingerprint != self.fingerprint():
                 raise L2VError(
                     f"index '{self.name}' was just rebuilt with another model; send the search again"
                 )
             return search_many(
                 self.index.store, self.index.vectors, lambda _texts: encoded, [query], k, mode, path_glob
             )[0]
+
+    def fingerprint(self) -> str:
+        """The fingerprint of the model the index on disk was built with (as last re-read)."""
+        return self.index.store.get_info("fingerprint")
 
     def describe(self) -> dict:
         with self.lock:
@@ -101,10 +107,16 @@ class UnknownIndex(L2VError):
 
 
 class Backend:
-    """Opens each named index once; indexes of the same model share one encoder and its batcher."""
+    """Opens each named index once; indexes of the same model share one encoder and its batcher.
 
-    def __init__(self, settings: BatchSettings) -> None:
+    With `lazy_models` a model loads when a search first needs it, so a client that only runs BM25 searches
+    never loads one (the MCP server); otherwise every index's model loads up front (the HTTP server).
+    """
+
+    def __init__(self, settings: BatchSettings, lazy_models: bool = False, model: str | None = None) -> None:
         self.settings = settings
+        self.lazy_models = lazy_models
+        self.model_spec = model
         self.indexes: dict[str, ServedIndex] = {}
         self.models: dict[str, ServedModel] = {}
         self._loading = threading.Lock()
@@ -115,11 +127,14 @@ class Backend:
         names: Sequence[str],
         index_dir: Path | None,
         settings: BatchSettings,
+        lazy_models: bool = False,
+        model: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
     ) -> "Backend":
-        """Open every index (a name, or a folder served under its own name); an index whose model is already
-        loaded gets that encoder instead of a copy. `device`/`dtype`: where models run."""
+        """Open every index (a name, or a folder served under its own name); `model` is a spec to load
+        instead of the one each index records (it must give the same fingerprint); `device`/`dtype`: where
+        models run."""
         import faiss
 
         from ..indexing import Index
@@ -127,7 +142,7 @@ class Backend:
         # One query at a time gains nothing from FAISS's OpenMP threads, and their spin-waiting slows the
         # model's own threads several times over on a small CPU (measured: 55 ms vs 500 ms per query).
         faiss.omp_set_num_threads(1)
-        backend = cls(settings)
+        backend = cls(settings, lazy_models, model)
         try:
             for name in dict.fromkeys(names):
                 # Reads the index's settings; loads no model yet.
@@ -137,17 +152,37 @@ class Backend:
                     raise L2VError(
                         f"two indexes are named '{index.name}'; serve folders with different names"
                     )
-                known = backend.models.get(index.status().fingerprint)
-                if known:
-                    index.close()
-                    index = Index.open(name, root=index_dir, model=known.encoder)
-                backend.indexes[index.name] = ServedIndex(
-                    index.name, index, backend._model_for(index.encoder)
-                )
+                backend.indexes[index.name] = ServedIndex(index.name, index)
+                if not lazy_models:
+                    backend.model_of(backend.indexes[index.name])
         except BaseException:
             backend.close()
             raise
         return backend
+
+    def model_of(self, served: ServedIndex) -> ServedModel:
+        """The model of the index as it is on disk; one already loaded for another index is shared, not
+        loaded again (a rebuild with another model gets that model here)."""
+        with served.lock:
+            fingerprint = served.fingerprint()
+            if served.model is None or served.model.encoder.fingerprint != fingerprint:
+                served.model = self.models.get(fingerprint) or self._model_for(
+                    served.index.load_encoder(self.model_spec)
+                )
+            return served.model
+
+    async def search(
+        self, query: str, k: int, mode: str, path_glob: str | None = None, index: str | None = None
+    ) -> tuple[ServedIndex, list]:
+        """One search as both servers run it: the query is embedded in its model's batcher, shared with
+        concurrent requests (BM25 needs no model), then the index is read in a worker thread."""
+        served = await anyio.to_thread.run_sync(self.index, index)
+        model, vector = None, None
+        if mode != "bm25":
+            model = await anyio.to_thread.run_sync(self.model_of, served)
+            vector = (await model.embed([query], model.encoder.query_instruction)).vectors[0]
+        hits = await anyio.to_thread.run_sync(served.search, query, model, vector, k, mode, path_glob)
+        return served, hits
 
     def _model_for(self, encoder) -> ServedModel:
         with self._loading:
@@ -163,10 +198,7 @@ class Backend:
             return self.models[encoder.fingerprint]
 
     def index(self, name: str | None) -> ServedIndex:
-        """The named index (the first one when None), re-read first if another process changed it on disk.
-
-        An index rebuilt with another model gets that model (loaded here, once).
-        """
+        """The named index (the first one when None), re-read first if another process changed it on disk."""
         if name is None:
             name = next(iter(self.indexes))
         if name not in self.indexes:
@@ -175,14 +207,13 @@ class Backend:
         with served.lock:
             if served.index.refresh():
                 log.info("index %s changed on disk; re-read it", name)
-                fingerprint = served.index.store.get_info("fingerprint")
-                if fingerprint != served.model.encoder.fingerprint:
-                    served.model = self.models.get(fingerprint) or self._model_for(served.index.encoder)
+        if not self.lazy_models:
+            self.model_of(served)
         return served
 
     def model(self, name: str | None) -> ServedModel:
         """The model for /v1/embeddings: that of the index called `name`, else the first index's."""
-        return self.index(name if name in self.indexes else None).model
+        return self.model_of(self.index(name if name in self.indexes else None))
 
     def close(self) -> None:
         for model in self.models.values():
