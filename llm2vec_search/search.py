@@ -23,6 +23,8 @@ SEARCH_MODES = ("dense", "bm25", "hybrid")
 # the shipped default model: BM25 0.686, hybrid 0.571, dense 0.380 (README, Quality). Revisit as it improves.
 DEFAULT_MODE = "bm25"
 RRF_K = 60
+# More hits than anyone reads; also keeps k inside what SQLite and FAISS accept (a 64-bit k overflows them).
+MAX_K = 10_000
 # Each retriever's list is taken this deep (at least k) before fusion.
 FUSION_DEPTH = 50
 # With a path filter, FAISS is asked for this many times k first, then more until enough hits pass the filter.
@@ -86,13 +88,18 @@ def reciprocal_rank_fusion(
     return scores
 
 
-def check_query(text: str, mode: str, k: int) -> None:
+def check_settings(k: int, mode: str) -> None:
+    """Reject a bad k or mode (before anything is loaded, in the CLI)."""
     if mode not in SEARCH_MODES:
         raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+    if not 1 <= k <= MAX_K:
+        raise L2VError(f"k must be from 1 to {MAX_K}, got {k}")
+
+
+def check_query(text: str, mode: str, k: int) -> None:
+    check_settings(k, mode)
     if not isinstance(text, str) or not text.strip():
         raise L2VError("the query is empty")
-    if k < 1:
-        raise L2VError(f"k must be at least 1, got {k}")
 
 
 def dense_ranking(

@@ -183,6 +183,12 @@ class _Walker:
             stack.extend(reversed(subdirs))
 
 
+def path_key(path: Path | str) -> str:
+    """The absolute path as the index stores it. A name that is not valid UTF-8 cannot go into SQLite, so
+    its undecodable bytes are written as `\\xNN` escapes; the file itself is still read by its real name."""
+    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
+
+
 def discover(
     paths: Sequence[Path],
     include: Sequence[str] = (),

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import L2VError
 from ..search import DEFAULT_MODE
 from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_document
-from .discover import discover
+from .discover import discover, path_key
 from .extract import Document, SkipFile, extract
 from .store import DB_NAME, ChunkRow, FileRecord, Store, now_iso
 from .vectors import INDEX_TYPES, VECTORS_NAME, VectorIndex
@@ -111,6 +111,8 @@ def resolve_index(name_or_path: str | Path, root: Path | str | None = None) -> t
     """(name, absolute folder): a bare name lives under the index root, anything with a slash is a folder."""
     text = str(name_or_path)
     if "/" in text or os.sep in text:
+        if ".." in Path(text).parts:  # the folder it names would not be the one it seems to name
+            raise L2VError(f"invalid index name {text!r}: an index folder path may not contain '..'")
         folder = Path(text).expanduser().absolute()
         return folder.name, folder
     if not _NAME.match(text):
@@ -220,6 +222,35 @@ class Index:
         name, folder = resolve_index(name_or_path, root)
         if index_type is not None and index_type not in INDEX_TYPES:
             raise L2VError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+        existed = folder.exists()
+        # A writer locks before it touches anything (a rebuild's side folder included).
+        lock = _take_lock(folder, name) if create or rebuild else None
+        try:
+            index = cls._open_folder(
+                name, folder, root, model, create, rebuild, chunk_tokens, overlap_tokens, index_type
+            )
+        except BaseException:
+            if lock is not None:
+                lock.close()
+                if not existed:
+                    shutil.rmtree(folder, ignore_errors=True)
+            raise
+        index._lock_handle = lock
+        return index
+
+    @classmethod
+    def _open_folder(
+        cls,
+        name: str,
+        folder: Path,
+        root: Path | None,
+        model: "str | Path | Encoder | None",
+        create: bool,
+        rebuild: bool,
+        chunk_tokens: int | None,
+        overlap_tokens: int | None,
+        index_type: str | None,
+    ) -> "Index":
         _recover_swap(folder)
         old = Store.open(folder) if (folder / DB_NAME).exists() else None
         info = old.info() if old else {}
@@ -227,7 +258,7 @@ class Index:
             old.close()
             old, info = None, {}
         if old is None and not (create or rebuild):
-            known = list_indexes(root) if "/" not in str(name_or_path) else []
+            known = list_indexes(root) if folder.parent == index_root(root).absolute() else []
             hint = f" (indexes here: {', '.join(known)})" if known else ""
             raise L2VError(
                 f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`"
@@ -240,7 +271,8 @@ class Index:
         if old:
             old.close()
         encoder = _resolve_encoder(model, info)
-        chunk_tokens = chunk_tokens or int(info.get("chunk_tokens", DEFAULT_CHUNK_TOKENS))
+        if chunk_tokens is None:
+            chunk_tokens = int(info.get("chunk_tokens", DEFAULT_CHUNK_TOKENS))
         if overlap_tokens is None:
             overlap_tokens = min(int(info.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS)), chunk_tokens // 2)
         settings = {
@@ -289,8 +321,10 @@ class Index:
                 )
 
     def close(self) -> None:
+        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind."""
+        unused = self._created_here and not self._staging and self.store.counts()[1] == 0
         self.store.close()
-        if self._staging:
+        if self._staging or unused:
             shutil.rmtree(self._folder, ignore_errors=True)
         self._release_lock()
 
@@ -446,8 +480,8 @@ class Index:
                 f"nothing to index under {', '.join(map(str, roots))}: no readable text files"
                 + (f" (skipped: {skipped})" if skipped else "")
             )
-        found = {os.path.abspath(p): p for p in discovery.files}
-        root_keys = [os.path.abspath(p) for p in roots]
+        found = {path_key(p): p for p in discovery.files}
+        root_keys = [path_key(p) for p in roots]
         summary = UpdateSummary(skipped=dict(discovery.skipped))
         with self._writing(summary, started):
             known = self.store.files()
@@ -544,7 +578,8 @@ class Index:
     @contextmanager
     def _writing(self, summary: UpdateSummary, started: float) -> Iterator[None]:
         """Hold the write lock, reconcile after any crash; on success record the run (and swap a rebuild)."""
-        self._acquire_lock()
+        if self._lock_handle is None:
+            self._acquire_lock()
         try:
             if self._wanted_index_type:
                 with self.store.transaction():
@@ -561,16 +596,7 @@ class Index:
             self._release_lock()
 
     def _acquire_lock(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115  (held until _release_lock)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise L2VError(
-                f"index '{self.name}' is being updated by another process; try again when it is done"
-            ) from None
-        self._lock_handle = handle
+        self._lock_handle = _take_lock(self.path, self.name)
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
@@ -611,15 +637,26 @@ class Index:
         self._vectors_signature = self._signature(self.path / VECTORS_NAME)
 
     def _discard_if_new(self) -> None:
-        """A new index, or a rebuild, that found nothing to index leaves nothing behind."""
+        """A rebuild that found nothing to index leaves nothing behind (a new index is removed on close)."""
         if self._staging:
             self.store.close()
             shutil.rmtree(self._folder, ignore_errors=True)
             self._staging = False
             self.store = Store.open(self.path)
-        elif self._created_here:
-            self.store.close()
-            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _take_lock(folder: Path, name: str) -> IO[str]:
+    """The index's write lock (an flock: a killed holder frees it); L2VError if another process has it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held until released)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise L2VError(
+            f"index '{name}' is being updated by another process; try again when it is done"
+        ) from None
+    return handle
 
 
 def _new_store(folder: Path, encoder: "Encoder", settings: dict, staging: bool) -> Store:
