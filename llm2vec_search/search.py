@@ -162,19 +162,19 @@ def rank_hits(
 
 def search_many(
     store: "Store",
-    vectors: "VectorIndex",
+    vectors: "VectorIndex | None",
     encode_queries: Callable[[list[str]], np.ndarray],
     texts: Sequence[str],
     k: int = 10,
     mode: str = DEFAULT_MODE,
     path_glob: str | None = None,
 ) -> list[list[Hit]]:
-    """Run `mode` search for each text; queries are embedded in one batch."""
+    """Run `mode` search for each text; queries are embedded in one batch. BM25 needs no `vectors`."""
     for text in texts:
         check_query(text, mode, k)
     matches = path_matcher(path_glob)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
-    query_vectors = encode_queries(list(texts)) if mode != "bm25" and vectors.count else None
+    query_vectors = encode_queries(list(texts)) if vectors is not None and vectors.count else None
     results = []
     for i, text in enumerate(texts):
         dense = None

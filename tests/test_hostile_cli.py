@@ -4,7 +4,7 @@ error line and exit code 2, and leave the index it was pointed at as it was."""
 import fcntl
 
 import pytest
-from test_index_cli import CORPUS, assert_user_error, run_cli, status
+from test_index_cli import assert_user_error, build_corpus_index, run_cli, status
 
 MODEL = "{model}"  # replaced by the tiny model's folder
 
@@ -21,14 +21,7 @@ CLI_CASES = {
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, tiny_model_dir):
     """One index of the shared corpus that every case runs against (none of them may change it)."""
-    workdir = tmp_path_factory.mktemp("hostile-cli")
-    for name, text in CORPUS.items():
-        path = workdir / "corpus" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    result = run_cli("index", "corpus", "--model", str(tiny_model_dir), cwd=workdir)
-    assert result.returncode == 0, result.stderr
-    return workdir
+    return build_corpus_index(tmp_path_factory.mktemp("hostile-cli"), tiny_model_dir)
 
 
 @pytest.mark.parametrize("args, message", CLI_CASES.values(), ids=CLI_CASES.keys())

@@ -27,7 +27,7 @@ from ..search import DEFAULT_MODE
 from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_document
 from .discover import discover, path_key
 from .extract import Document, SkipFile, extract
-from .store import DB_NAME, ChunkRow, FileRecord, Store, now_iso
+from .store import DB_NAME, ChunkRow, FileRecord, Store, now_iso, read_info
 from .vectors import INDEX_TYPES, VECTORS_NAME, VectorIndex
 
 if TYPE_CHECKING:
@@ -252,29 +252,28 @@ class Index:
         index_type: str | None,
     ) -> "Index":
         _recover_swap(folder)
-        old = Store.open(folder) if (folder / DB_NAME).exists() else None
-        info = old.info() if old else {}
-        if old and "fingerprint" not in info:  # a crash cut its creation short: start it again
-            old.close()
-            old, info = None, {}
-        if old is None and not (create or rebuild):
-            known = list_indexes(root) if folder.parent == index_root(root).absolute() else []
-            hint = f" (indexes here: {', '.join(known)})" if known else ""
-            raise L2VError(
-                f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`"
-            )
-        if old and not rebuild:
-            index = cls(name, folder, old, None, staging=False)
-            index._check_compatible(model, chunk_tokens, overlap_tokens)
-            index._wanted_index_type = index_type
-            return index
-        if old:
-            old.close()
+        if rebuild:  # from a damaged index, a rebuild reads at most the settings, and only if they read
+            old = (folder / DB_NAME).exists() or (folder / VECTORS_NAME).exists()
+            info = read_info(folder) if old else {}
+        else:
+            store = _open_store(name, folder)
+            if store is not None:
+                index = cls(name, folder, store, None, staging=False)
+                index._check_compatible(model, chunk_tokens, overlap_tokens)
+                index._wanted_index_type = index_type
+                return index
+            if not create:
+                known = list_indexes(root) if folder.parent == index_root(root).absolute() else []
+                hint = f" (indexes here: {', '.join(known)})" if known else ""
+                raise L2VError(
+                    f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`"
+                )
+            old, info = False, {}
         encoder = _resolve_encoder(model, info)
         if chunk_tokens is None:
-            chunk_tokens = int(info.get("chunk_tokens", DEFAULT_CHUNK_TOKENS))
+            chunk_tokens = _number(info, "chunk_tokens", DEFAULT_CHUNK_TOKENS)
         if overlap_tokens is None:
-            overlap_tokens = min(int(info.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS)), chunk_tokens // 2)
+            overlap_tokens = min(_number(info, "overlap_tokens", DEFAULT_OVERLAP_TOKENS), chunk_tokens // 2)
         settings = {
             "model": _model_spec(model if model is not None else info.get("model", "default")),
             "chunk_tokens": chunk_tokens,
@@ -282,9 +281,7 @@ class Index:
             "index_type": index_type or info.get("index_type", "auto"),
         }
         _check_chunking(encoder, settings["chunk_tokens"], settings["overlap_tokens"])
-        index = cls(
-            name, folder, _new_store(folder, encoder, settings, staging=bool(old)), encoder, bool(old)
-        )
+        index = cls(name, folder, _new_store(folder, encoder, settings, staging=old), encoder, old)
         index._created_here = not old
         return index
 
@@ -363,10 +360,48 @@ class Index:
     def _load_vectors(self) -> None:
         path = self._folder / VECTORS_NAME
         signature = self._signature(path)
-        self._vectors = (
-            VectorIndex.load(path) if signature else VectorIndex.create(int(self.store.get_info("dim")))
-        )
-        self._vectors_signature = signature
+        vectors, problem = self._read_vectors(path, signature is not None)
+        if problem:
+            raise damaged(self.name, problem)
+        self._vectors, self._vectors_signature = vectors, signature
+
+    def _read_vectors(self, path: Path, exists: bool) -> tuple[VectorIndex, str | None]:
+        """The vectors (empty ones if there is no file yet), and what is wrong with them, if anything."""
+        dim = int(self.store.get_info("dim"))
+        empty = VectorIndex.create(dim)
+        if not exists:
+            chunks = self.store.counts()[1]
+            return empty, f"{VECTORS_NAME} is missing ({chunks} chunks have no vector)" if chunks else None
+        try:
+            vectors = VectorIndex.load(path)
+        except L2VError as exc:
+            return empty, str(exc)
+        if vectors.dim != dim:
+            return empty, f"{VECTORS_NAME} holds {vectors.dim}-dimensional vectors, the index {dim}"
+        return vectors, None
+
+    def check(self) -> list[str]:
+        """Everything wrong with the index (empty when it is sound): SQLite's integrity, a vector for every
+        committed chunk and no other, a full-text entry for every chunk, a model that is on this machine."""
+        from ..encoder.models import check_model_available
+
+        problems = [p for p in [self.store.integrity_damage()] if p]
+        if problems:
+            return problems
+        path = self._folder / VECTORS_NAME
+        vectors, problem = self._read_vectors(path, path.exists())
+        committed = self.store.committed_chunk_ids()
+        stored = set(vectors.ids().tolist())
+        problems += [problem] if problem else []
+        if not problem and committed - stored:
+            problems.append(f"{len(committed - stored)} chunks have no vector")
+        if not problem and stored - committed:
+            problems.append(f"{len(stored - committed)} vectors belong to no chunk")
+        try:
+            check_model_available(self.store.get_info("model") or "")
+        except L2VError as exc:
+            problems.append(str(exc))
+        return problems
 
     @staticmethod
     def _signature(path: Path) -> tuple | None:
@@ -430,7 +465,8 @@ class Index:
         def encode(batch: list[str]) -> np.ndarray:
             return self.encoder.encode_queries(batch) if query_vectors is None else query_vectors
 
-        return search_many(self.store, self.vectors, encode, texts, k, mode, path_glob)
+        vectors = self.vectors if mode != "bm25" else None  # BM25 needs only SQLite
+        return search_many(self.store, vectors, encode, texts, k, mode, path_glob)
 
     # status
     def status(self) -> IndexStatus:
@@ -643,6 +679,43 @@ class Index:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._staging = False
             self.store = Store.open(self.path)
+
+
+def damaged(name: str, what: str) -> L2VError:
+    """The one-line error for a damaged index: what is wrong, and the way out."""
+    return L2VError(
+        f"index '{name}' is damaged: {what}; rebuild it with "
+        f"`l2v-search index PATH... --name {name} --rebuild` (and --model MODEL if index.db is lost)"
+    )
+
+
+def _open_store(name: str, folder: Path) -> Store | None:
+    """The folder's database if it is a sound index; None when there is none yet (or its creation was cut
+    short, leaving nothing else); `damaged` otherwise."""
+    db, has_vectors = folder / DB_NAME, (folder / VECTORS_NAME).exists()
+    if not db.exists() or db.stat().st_size == 0:
+        if has_vectors:
+            state = "empty" if db.exists() else "missing"
+            raise damaged(name, f"{DB_NAME} is {state} while {VECTORS_NAME} remains")
+        return None
+    try:
+        store = Store.open(folder)
+    except L2VError as exc:
+        raise damaged(name, f"{DB_NAME} cannot be read ({exc.__cause__ or exc})") from exc
+    if "fingerprint" not in store.info() and not has_vectors:  # a crash cut its creation short
+        store.close()
+        return None
+    problem = store.damage()
+    if problem:
+        store.close()
+        raise damaged(name, problem)
+    return store
+
+
+def _number(info: dict[str, str], key: str, default: int) -> int:
+    """A numeric setting salvaged from an index being rebuilt, or the default if it does not read."""
+    value = info.get(key, "")
+    return int(value) if value.isdigit() else default
 
 
 def _take_lock(folder: Path, name: str) -> IO[str]:
