@@ -1,6 +1,7 @@
 """Hostile files in an indexed folder, one table row each: `l2v-search index` (a real subprocess, a tiny
 model) must index the good file beside it, count or safely name the bad one, and never fail the run."""
 
+import json
 import os
 import shutil
 import sqlite3
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_index_cli import assert_user_error, build_corpus_index, run_cli, status
 
+from llm2vec_search.indexing.chunking import MAX_HEADING_CHARS
 from llm2vec_search.indexing.extract import SkipFile, extract
 
 WORD = "hostile"
@@ -49,6 +51,11 @@ FILE_CASES = {
     "html-nested-100k-deep": FileCase(
         lambda d: (d / "deep.html").write_text(nested_html(100_000)), files=2, shown="deep.html:1"
     ),
+    "heading-100kb": FileCase(
+        lambda d: (d / "huge.md").write_text("# " + "title " * 17_000 + "\n\n" + (WORD + " text. ") * 5000),
+        files=2,
+        shown="huge.md:3",
+    ),
     "symlink-to-a-file-outside": FileCase(
         lambda d: _link_outside(d, "secret.txt"), files=1, skipped="link out of root"
     ),
@@ -70,10 +77,12 @@ def test_hostile_file_never_stops_a_run(case: FileCase, tmp_path, tiny_model_dir
     if case.skipped:
         assert f"skipped ({case.skipped})" in result.stdout
     if case.shown:
-        found = run_cli("query", WORD, cwd=tmp_path)
+        found = run_cli("query", WORD, "-k", "100", cwd=tmp_path)
         assert found.returncode == 0, found.stderr
         locations = [line.split()[1] for line in found.stdout.splitlines() if line[:1].isdigit()]
         assert f"corpus/{case.shown}" in locations, found.stdout
+        hits = json.loads(run_cli("query", WORD, "-k", "100", "--json", cwd=tmp_path).stdout)["hits"]
+        assert max(len(hit["heading"]) for hit in hits) <= MAX_HEADING_CHARS
 
 
 def test_extraction_gives_up_after_its_time_limit(tmp_path):
