@@ -385,14 +385,13 @@ class Index:
         committed chunk and no other, a full-text entry for every chunk, a model that is on this machine."""
         from ..encoder.models import check_model_available
 
-        problems = [p for p in [self.store.integrity_damage()] if p]
-        if problems:
-            return problems
+        damage = self.store.integrity_damage()
+        if damage:
+            return [damage]
         path = self._folder / VECTORS_NAME
         vectors, problem = self._read_vectors(path, path.exists())
-        committed = self.store.committed_chunk_ids()
-        stored = set(vectors.ids().tolist())
-        problems += [problem] if problem else []
+        committed, stored = self.store.committed_chunk_ids(), set(vectors.ids().tolist())
+        problems = [problem] if problem else []
         if not problem and committed - stored:
             problems.append(f"{len(committed - stored)} chunks have no vector")
         if not problem and stored - committed:
