@@ -27,6 +27,8 @@ DEFAULT_MODE = "bm25"
 RRF_K = 60
 # Weight of the dense list against BM25's (1.0) in hybrid fusion.
 DEFAULT_DENSE_WEIGHT = 1.0
+# More hits than anyone reads; also keeps k inside what SQLite and FAISS accept (a 64-bit k overflows them).
+MAX_K = 10_000
 # Each retriever's list is taken this deep (at least k) before fusion.
 FUSION_DEPTH = 50
 # With a path filter, FAISS is asked for this many times k first, then more until enough hits pass the filter.
@@ -109,13 +111,18 @@ def reciprocal_rank_fusion(
     return scores
 
 
-def check_query(text: str, mode: str, k: int) -> None:
+def check_settings(k: int, mode: str) -> None:
+    """Reject a bad k or mode (before anything is loaded, in the CLI)."""
     if mode not in SEARCH_MODES:
         raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+    if not 1 <= k <= MAX_K:
+        raise L2VError(f"k must be from 1 to {MAX_K}, got {k}")
+
+
+def check_query(text: str, mode: str, k: int) -> None:
+    check_settings(k, mode)
     if not isinstance(text, str) or not text.strip():
         raise L2VError("the query is empty")
-    if k < 1:
-        raise L2VError(f"k must be at least 1, got {k}")
 
 
 def check_dense_weight(weight: float) -> None:
@@ -188,7 +195,7 @@ def rank_hits(
 
 def search_many(
     store: "Store",
-    vectors: "VectorIndex",
+    vectors: "VectorIndex | None",
     encode_queries: Callable[[list[str]], np.ndarray],
     texts: Sequence[str],
     k: int = 10,
@@ -196,14 +203,14 @@ def search_many(
     path_glob: str | None = None,
     dense_weight: float = DEFAULT_DENSE_WEIGHT,
 ) -> list[list[Hit]]:
-    """Run `mode` search for each text; queries are embedded in one batch. `dense_weight`: the dense list's
-    weight against BM25's 1 in hybrid fusion."""
+    """Run `mode` search for each text; queries are embedded in one batch. BM25 needs no `vectors`.
+    `dense_weight`: the dense list's weight against BM25's 1 in hybrid fusion."""
     for text in texts:
         check_query(text, mode, k)
     check_dense_weight(dense_weight)
     matches = path_matcher(path_glob)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
-    query_vectors = encode_queries(list(texts)) if mode != "bm25" and vectors.count else None
+    query_vectors = encode_queries(list(texts)) if vectors is not None and vectors.count else None
     results = []
     for i, text in enumerate(texts):
         dense = None

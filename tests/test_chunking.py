@@ -10,6 +10,8 @@ from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing.chunking import (
     DEFAULT_CHUNK_TOKENS,
     DEFAULT_OVERLAP_TOKENS,
+    MAX_HEADING_CHARS,
+    SEGMENT_CHARS,
     Chunk,
     chunk_document,
 )
@@ -119,6 +121,28 @@ def test_spans_lines_limits_and_coverage(tokenizer, kind, text, chunk_tokens, ov
     chunks = chunk_document(doc, tokenizer, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
     assert chunks
     check_chunks(doc, chunks, tokenizer, chunk_tokens)
+
+
+def test_a_long_section_is_tokenised_in_bounded_pieces(tokenizer):
+    """Memory follows the longest text given to the tokenizer at once, so no call may see the whole file."""
+    longest = 0
+
+    def recording(text: str, **kwargs):
+        nonlocal longest
+        longest = max(longest, len(text))
+        return tokenizer(text, **kwargs)
+
+    doc = Document("big.txt", prose(2_000, 3), "text")
+    assert len(doc.text) > 2 * SEGMENT_CHARS
+    chunks = chunk_document(doc, recording, chunk_tokens=64, overlap_tokens=8)
+    assert longest <= SEGMENT_CHARS
+    check_chunks(doc, chunks, tokenizer, 64)
+
+
+def test_a_huge_heading_is_cut_in_every_chunk(tokenizer):
+    doc = Document("doc.md", "# " + "word " * 20_000 + "\n\n" + prose(20, 3), "markdown")
+    headings = {chunk.heading for chunk in chunk_document(doc, tokenizer, chunk_tokens=64, overlap_tokens=8)}
+    assert max(map(len, headings)) == MAX_HEADING_CHARS and all(h.startswith("word word") for h in headings)
 
 
 def test_multibyte_characters_are_never_split(tokenizer):

@@ -208,6 +208,16 @@ def test_cli_bm25_run_prints_json_and_appends_a_result_line(beir_dir, tiny_model
     assert [json.loads(line) for line in results.read_text().splitlines()] == [record]
 
 
+def test_cli_keeps_the_judgement_of_a_document_without_text(beir_dir, tiny_model_dir):
+    """Real collections judge documents with an empty title and text: judged, never retrieved, a warning."""
+    write_beir(beir_dir, qrels=QRELS + "q1\tblank\t1\n")
+    args = ["eval", "retrieval", str(beir_dir), "--model", str(tiny_model_dir), "--mode", "bm25"]
+    result = run_cli(*args, "--max-length", "64", "--chunk-tokens", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "1 judged documents in corpus.jsonl have neither title nor text" in result.stderr
+    assert json.loads(result.stdout)["metrics"]["recall@10"] == pytest.approx((0.5 + 1 + 1) / 3)
+
+
 @pytest.mark.parametrize(
     ("extra_qrels", "args", "message"),
     [

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from llm2vec_search.indexing import Index
+
 CORPUS = {
     "readme.md": "# Project\n\nThis project indexes folders for search.\n\n## Install\n\nUse pip.\n",
     "notes/todo.txt": "Remember to water the plants on Monday.\n",
@@ -15,7 +17,7 @@ CORPUS = {
 }
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_INDEX_DIR": str(cwd / "indexes")}
     return subprocess.run(
         [sys.executable, "-m", "llm2vec_search", *args],
@@ -23,7 +25,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -34,13 +36,25 @@ def assert_user_error(result: subprocess.CompletedProcess, message: str) -> None
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-@pytest.fixture
-def workdir(tmp_path, tiny_model_dir) -> Path:
+def write_corpus(folder: Path) -> Path:
     for name, text in CORPUS.items():
-        path = tmp_path / "corpus" / name
+        path = folder / "corpus" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    return tmp_path
+    return folder
+
+
+def build_corpus_index(folder: Path, model_dir: Path) -> Path:
+    """CORPUS under folder/corpus, indexed in-process into the `default` index that `run_cli` sees (for tests
+    about what comes after: a subprocess would cost one more model load)."""
+    with Index.open(folder / "indexes" / "default", model=str(model_dir), create=True) as index:
+        index.update([write_corpus(folder) / "corpus"])
+    return folder
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_model_dir) -> Path:
+    return write_corpus(tmp_path)
 
 
 def status(workdir: Path, name: str = "default") -> dict:

@@ -3,6 +3,8 @@
 import errno
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import write_tiny_gguf
@@ -53,6 +55,20 @@ def test_half_written_entry_is_never_used(tmp_path, monkeypatch):
     assert encoder.dim == 32
     assert (broken / model_specs.COMPLETE_MARKER).is_file()
     assert json.loads((broken / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_scratch_of_a_killed_conversion_is_removed(tmp_path, monkeypatch):
+    """SIGTERM or kill -9 during a conversion runs no cleanup; the next conversion removes what it left."""
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = tmp_path / "cache" / f".gemma3-270m-0123456789abcdef.tmp-{int(gone.stdout)}"
+    abandoned.mkdir(parents=True)
+    (abandoned / "model.safetensors").write_bytes(bytes(1000))
+    Encoder.from_pretrained(write_tiny_gguf(tmp_path / "tiny.gguf"), device="cpu")
+    assert not abandoned.exists()
+    assert len(_entries(tmp_path / "cache")) == 1
 
 
 def test_full_disk_leaves_no_entry_and_says_so(tmp_path, monkeypatch):

@@ -196,7 +196,7 @@ def test_no_hits_exits_1(workdir):
     [
         (["query", "dog", "--name", "missing"], "l2v-search index"),
         (["query", "dog", "--mode", "fuzzy"], "unknown search mode 'fuzzy'"),
-        (["query", "dog", "-k", "0"], "k must be at least 1"),
+        (["query", "dog", "-k", "0"], "k must be from 1 to 10000"),
         (["query", "dog", "--json", "--jsonl"], "choose one of --json and --jsonl"),
         (["query", "   "], "the query is empty"),
         (["query", "--json"], "--json and --jsonl need a query TEXT"),

@@ -202,12 +202,21 @@ def status_command(
     name: str = NameOption,
     index_dir: Path | None = IndexDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    check: bool = typer.Option(
+        False, "--check", help="Verify the index (SQLite, vectors, full-text rows, model); exit 2 if damaged."
+    ),
 ) -> None:
     """Show what an index holds: files, chunks, model, dimension, size on disk, last run."""
     from ..indexing import Index
+    from ..indexing.index import damaged
 
     with Index.open(name, root=index_dir) as index:
+        problems = index.check() if check else []
         status = index.status()
+    if problems:
+        raise damaged(status.name, "; ".join(problems))
+    if check:
+        err_console.print(f"index '{status.name}' is sound: {status.files} files, {status.chunks} chunks")
     if as_json:
         print(json.dumps(status.to_dict()))
         return

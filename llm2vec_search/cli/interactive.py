@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import L2VError
-from ..search import DEFAULT_DENSE_WEIGHT
+from ..search import DEFAULT_DENSE_WEIGHT, check_settings
 from .app import console, err_console
-from .query_cmd import check_settings, print_hits
+from .query_cmd import print_hits
 from .render import hit_details
 
 if TYPE_CHECKING:

@@ -5,21 +5,11 @@ from pathlib import Path
 import typer
 
 from ..errors import L2VError
-from ..search import DEFAULT_MODE
+from ..search import DEFAULT_MODE, check_settings
 from .app import DenseWeightOption, DeviceOption, DtypeOption, app, console, err_console
 from .index_cmd import IndexDirOption, NameOption
 
 EXIT_NO_HITS = 1
-
-
-def check_settings(k: int, mode: str) -> None:
-    """Reject a bad k or mode before anything is loaded."""
-    from ..search import SEARCH_MODES
-
-    if mode not in SEARCH_MODES:
-        raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
-    if k < 1:
-        raise L2VError(f"k must be at least 1, got {k}")
 
 
 def print_hits(hits, query: str) -> None:

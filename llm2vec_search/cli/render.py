@@ -28,6 +28,8 @@ MAX_SUFFIX = 3
 HIGHLIGHT_STYLE = "bold yellow"
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SPACE = re.compile(r"\s+")
+# Characters that would let a file name start a new line or move the cursor when printed.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def query_terms(query: str) -> list[str]:
@@ -129,12 +131,13 @@ def make_snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> Snippet:
 
 
 def display_path(path: str) -> str:
-    """A path under the current folder is shown relative to it; anything else (doc ids too) as stored."""
+    """A path under the current folder is shown relative to it; anything else (doc ids too) as stored.
+    Control characters are shown escaped (`\\n`), so a file name cannot forge output lines."""
     if os.path.isabs(path):
         relative = os.path.relpath(path)
         if not relative.startswith(".."):
-            return relative
-    return path
+            path = relative
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), path)
 
 
 def location(hit: Hit) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import L2VError
+from .models import MODEL_CONFIG
 
-MODEL_CONFIG = "l2v-model.json"
 MODEL_FORMAT = 1
 
 

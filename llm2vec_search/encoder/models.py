@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "L2V_SEARCH_CACHE_DIR"
 CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache entries are not reused
 COMPLETE_MARKER = "l2v-cache.json"
+MODEL_CONFIG = "l2v-model.json"  # marks a trained l2v-search model directory (see adapters.ModelDirConfig)
+SCRATCH_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `.{key}.tmp-{pid}`: a conversion in progress
 SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
 
 
@@ -119,6 +122,19 @@ def registered_source(name: str) -> GGUFSource:
     return source
 
 
+def check_model_available(spec: str) -> None:
+    """L2VError unless `spec` names a model this machine has; nothing is loaded or converted."""
+    name = DEFAULT_BASE if spec == "default" else spec
+    if name in REGISTRY:
+        registered_source(name)
+        return
+    path = Path(name).expanduser()
+    if not (path.suffix == ".gguf" and path.is_file()) and not any(
+        (path / marker).is_file() for marker in ("config.json", MODEL_CONFIG)
+    ):
+        raise L2VError(f"model {spec!r} is not on this machine")
+
+
 def is_converted(source: GGUFSource) -> bool:
     return (cache_dir() / source.key / COMPLETE_MARKER).is_file()
 
@@ -162,6 +178,7 @@ def convert_gguf(source: GGUFSource) -> Path:
     """
     root = cache_dir()
     target = root / source.key
+    _remove_abandoned_scratch(root)
     if (target / COMPLETE_MARKER).is_file():
         return target
     try:
@@ -196,6 +213,29 @@ def convert_gguf(source: GGUFSource) -> Path:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return target
+
+
+def _remove_abandoned_scratch(root: Path) -> None:
+    """Delete the scratch folders of conversions whose process is gone: SIGTERM or kill -9 runs no cleanup,
+    and each such folder holds hundreds of MB."""
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = SCRATCH_NAME.fullmatch(entry.name)
+        if match and not _is_running(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _dequantize(source: GGUFSource, out: Path) -> None:

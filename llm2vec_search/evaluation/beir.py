@@ -5,12 +5,15 @@ Every problem is reported as one `L2VError` naming the file and line, so a broke
 
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import L2VError
 from ..indexing.extract import Document
+
+log = logging.getLogger(__name__)
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -39,7 +42,8 @@ class BeirDataset:
 
 
 def load_beir(root: Path, split: str = "test") -> BeirDataset:
-    """Load and cross-check a BEIR folder; documents with neither title nor text are left out."""
+    """Load and cross-check a BEIR folder; documents with neither title nor text are left out of the corpus
+    (their judgements stay: such a document is judged but can never be retrieved)."""
     root = Path(root)
     if not root.is_dir():
         raise L2VError(f"{root}: not a folder (expected a BEIR dataset folder with {CORPUS_FILE})")
@@ -52,13 +56,22 @@ def load_beir(root: Path, split: str = "test") -> BeirDataset:
         hint = f"; splits here: {', '.join(available)}" if available else ""
         raise L2VError(f"{qrels_path}: no qrels for split {split!r}{hint}")
 
-    corpus = {}
+    corpus, empty = {}, set()
     for doc_id, record, _ in _jsonl_records(root / CORPUS_FILE):
         text = "\n\n".join(part.strip() for part in (record.get("title"), record.get("text")) if part)
         if text.strip():
             corpus[doc_id] = text
+        else:
+            empty.add(doc_id)
     all_queries = {doc_id: record.get("text") for doc_id, record, _ in _jsonl_records(root / QUERIES_FILE)}
-    qrels = _read_qrels(qrels_path, corpus, all_queries)
+    qrels = _read_qrels(qrels_path, corpus.keys() | empty, all_queries)
+    judged_empty = empty & {doc_id for judged in qrels.values() for doc_id in judged}
+    if judged_empty:  # real collections have them; they count as judged documents no search can find
+        log.warning(
+            "%d judged documents in %s have neither title nor text: kept as judged, never retrieved",
+            len(judged_empty),
+            CORPUS_FILE,
+        )
     for query_id in qrels:
         if not isinstance(all_queries[query_id], str) or not all_queries[query_id].strip():
             raise L2VError(f"{root / QUERIES_FILE}: query {query_id!r} has no text")
@@ -86,7 +99,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, dict, int]]:
         yield doc_id, record, number
 
 
-def _read_qrels(path: Path, corpus: dict[str, str], queries: dict[str, object]) -> dict[str, dict[str, int]]:
+def _read_qrels(path: Path, corpus: Set[str], queries: dict[str, object]) -> dict[str, dict[str, int]]:
     """`query-id<TAB>corpus-id<TAB>score` lines after a header; every id must exist."""
     qrels: dict[str, dict[str, int]] = {}
     for number, line in _numbered_lines(path):

@@ -8,7 +8,7 @@ line, sentence or word boundary in its last fifth, so chunks rarely cut a senten
 
 import bisect
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import L2VError
@@ -18,6 +18,11 @@ DEFAULT_CHUNK_TOKENS = 256
 DEFAULT_OVERLAP_TOKENS = 32
 BOUNDARY_ZONE = 0.2  # share of a window, at its end, searched for a good place to cut
 HEADING_SEPARATOR = " > "
+# Every chunk stores its heading path; a longer one is cut (a 100 KB "heading" was copied into every chunk).
+MAX_HEADING_CHARS = 300
+# A section is tokenised in pieces of at most this many characters, cut at a line break where there is one,
+# so memory stays bounded on a 10 MB file (the tokenizer's offsets for the whole file took 1.6 GB).
+SEGMENT_CHARS = 100_000
 MARKDOWN_LIKE_KINDS = frozenset({"markdown", "html"})
 
 ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -70,12 +75,12 @@ def chunk_document(
     text = doc.text
     newlines = [start - 1 for start in _line_starts(text)[1:]]
     chunks = []
-    for section in _split_sections(doc):
-        piece = text[section.start : section.end]
+    for section, (offset, limit) in _segments(text, _split_sections(doc)):
+        piece = text[offset:limit]
         for start, end in _windows(piece, tokenizer, chunk_tokens, overlap_tokens):
             start, end = _strip_span(piece, start, end)
             if start < end:
-                start, end = start + section.start, end + section.start
+                start, end = start + offset, end + offset
                 chunks.append(
                     Chunk(
                         text=text[start:end],
@@ -87,6 +92,26 @@ def chunk_document(
                     )
                 )
     return chunks
+
+
+def _segments(text: str, sections: Sequence[_Section]) -> Iterator[tuple[_Section, tuple[int, int]]]:
+    """Each section's spans of at most SEGMENT_CHARS characters, each ending at the last line break of its
+    second half when there is one (chunks do not overlap across these cuts)."""
+    for section in sections:
+        start = section.start
+        while section.end - start > SEGMENT_CHARS:
+            cut = (
+                text.rfind("\n", start + SEGMENT_CHARS // 2, start + SEGMENT_CHARS) + 1
+                or start + SEGMENT_CHARS
+            )
+            yield section, (start, cut)
+            start = cut
+        yield section, (start, section.end)
+
+
+def _heading_path(titles: Iterable[str]) -> str:
+    path = HEADING_SEPARATOR.join(title for title in titles if title)
+    return path if len(path) <= MAX_HEADING_CHARS else path[: MAX_HEADING_CHARS - 1] + "…"
 
 
 def _split_sections(doc: Document) -> list[_Section]:
@@ -193,7 +218,7 @@ def _sections(text: str, headings: Sequence[_Heading]) -> list[_Section]:
         end = headings[index + 1].start if index + 1 < len(headings) else len(text)
         start = heading.start if pending_start is None else pending_start
         if text[heading.body_start : end].strip() or index + 1 == len(headings):
-            sections.append(_Section(start, end, HEADING_SEPARATOR.join(title for _, title in path if title)))
+            sections.append(_Section(start, end, _heading_path(title for _, title in path)))
             pending_start = None
         else:
             pending_start = start

@@ -1,6 +1,6 @@
 """Find the files to index under the given paths, the way a developer expects: .gitignore rules at every
 level inside them, no dependency/build/virtualenv/hidden folders, include/exclude globs, a size cap, no
-symlink loops.
+symlink loops, no symlinks out of the folder being indexed.
 
 Anything odd (unreadable, special, broken, too large) is counted by reason rather than raised, so one bad
 file never stops an index run; only a path that does not exist at all is an error.
@@ -133,8 +133,10 @@ class _Walker:
             self.files.add(path)
 
     def walk(self, root: Path) -> None:
-        """Iterative depth-first walk (deep trees cannot overflow the stack). Symlinked folders are followed,
-        but each real folder is walked once, so a link loop (or a root inside another root) ends there."""
+        """Iterative depth-first walk (deep trees cannot overflow the stack). Symlinks are followed only when
+        they point inside the root (as in ripgrep and git), so indexing a folder never reads what lies outside
+        it; each real folder is walked once, so a link loop (or a root inside another root) ends there."""
+        real_root = root.resolve()
         stack: list[tuple[Path, list[_IgnoreRules]]] = [(root, [])]
         while stack:
             directory, inherited = stack.pop()
@@ -167,7 +169,9 @@ class _Walker:
                     continue
                 is_dir = stat.S_ISDIR(info.st_mode)
                 relative = path.relative_to(root).as_posix()
-                if _is_ignored(rules, path, is_dir):
+                if entry.is_symlink() and not path.resolve().is_relative_to(real_root):
+                    self.skipped["link out of root"] += 1
+                elif _is_ignored(rules, path, is_dir):
                     self.skipped["gitignored"] += 1
                 elif is_dir:
                     if _is_skipped_dir(path):
@@ -181,6 +185,12 @@ class _Walker:
                 else:
                     self.add_file(path, info, relative)
             stack.extend(reversed(subdirs))
+
+
+def path_key(path: Path | str) -> str:
+    """The absolute path as the index stores it. A name that is not valid UTF-8 cannot go into SQLite, so
+    its undecodable bytes are written as `\\xNN` escapes; the file itself is still read by its real name."""
+    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
 
 
 def discover(

@@ -1,14 +1,17 @@
 """Turn one file into plain text with "\\n" line endings, choosing the reader by suffix.
 
 A file that cannot give useful text raises `SkipFile` with a short reason ("binary", "undecodable",
-"unreadable", "empty", "encrypted", "broken"), which the indexer counts instead of failing the whole run.
+"unreadable", "empty", "encrypted", "broken", "too slow"), which the indexer counts instead of failing the
+whole run.
 HTML headings come out as Markdown `#` lines so the chunker can use them as chunk headings.
 """
 
 import logging
 import re
 import stat
+import time
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 
@@ -41,6 +44,9 @@ HTML_BLOCK_TAGS = _words(
 )
 HTML_HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+HTML_FEED_CHARS = 1 << 16
+# No single file may hold up a run longer than this: HTML and PDF extraction give up ("too slow").
+EXTRACT_SECONDS = 60.0
 
 
 @dataclass
@@ -78,16 +84,18 @@ def kind_of(path: Path) -> str | None:
     return "text"
 
 
-def extract(path: Path) -> Document:
-    """The file's text; raises SkipFile when there is none worth indexing."""
+def extract(path: Path, time_limit: float = EXTRACT_SECONDS) -> Document:
+    """The file's text; raises SkipFile when there is none worth indexing, or when parsing it takes longer
+    than `time_limit` seconds."""
     kind = kind_of(path)
     if kind is None:
         raise SkipFile("binary")
     _require_regular_file(path)
-    text = _read_pdf(path) if kind == "pdf" else _decode(_read_bytes(path))
+    deadline = time.monotonic() + time_limit
+    text = _read_pdf(path, deadline) if kind == "pdf" else _decode(_read_bytes(path))
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if kind == "html":
-        text = _html_to_text(text)
+        text = _html_to_text(text, deadline)
     if not text.strip():
         raise SkipFile("empty")
     return Document(path=str(path), text=text, kind=kind)
@@ -124,7 +132,7 @@ def _decode(data: bytes) -> str:
         raise SkipFile("undecodable") from None
 
 
-def _read_pdf(path: Path) -> str:
+def _read_pdf(path: Path, deadline: float) -> str:
     """Text of each page, pages separated by a blank line. pypdf raises many exception types on damaged
     files, so any failure while parsing this one file means "broken"."""
     import pypdf
@@ -134,7 +142,10 @@ def _read_pdf(path: Path) -> str:
         reader = pypdf.PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):
             raise SkipFile("encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = []
+        for page in reader.pages:
+            pages.append(page.extract_text() or "")
+            _check_deadline(deadline)
     except SkipFile:
         raise
     except OSError:
@@ -144,25 +155,77 @@ def _read_pdf(path: Path) -> str:
     return "\n\n".join(_tidy_lines(page) for page in pages if page.strip())
 
 
-def _html_to_text(markup: str) -> str:
-    """Visible text, one block per line, headings as `#` lines; the <title> leads when there is no <h1>."""
-    from bs4 import BeautifulSoup
+class _HtmlText(HTMLParser):
+    """Visible text of an HTML page in one streaming pass, so time grows linearly with the markup however
+    deeply it nests: text inside dropped tags is skipped, block tags put line breaks around their content,
+    headings are collected and written as `#` lines, and the first <title> is kept aside."""
 
-    soup = BeautifulSoup(markup, "html.parser")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for element in soup.find_all(list(HTML_DROPPED_TAGS)):
-        element.decompose()
-    has_h1 = soup.find("h1") is not None
-    for heading in soup.find_all(list(HTML_HEADING_TAGS)):
-        level = int(heading.name[1])
-        heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
-    for block in soup.find_all(list(HTML_BLOCK_TAGS)):
-        block.insert_before("\n")
-        block.insert_after("\n")
-    text = _tidy_lines(soup.get_text())
-    if title and not has_h1:
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.dropped: list[str] = []  # open dropped tags, innermost last
+        self.heading: tuple[int, list[str]] | None = None
+        self.title: list[str] = []
+        self.title_done = False
+        self.has_h1 = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "body":
+            self.dropped.clear()  # a <head> left open ends where the body begins
+        if tag in HTML_DROPPED_TAGS:
+            self.dropped.append(tag)
+        elif self.dropped:
+            return
+        elif tag in HTML_HEADING_TAGS:
+            self._end_heading()
+            self.heading = (int(tag[1]), [])
+            self.has_h1 = self.has_h1 or tag == "h1"
+        elif tag in HTML_BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.title_done = self.title_done or tag == "title"
+        if tag in self.dropped:
+            del self.dropped[len(self.dropped) - 1 - self.dropped[::-1].index(tag) :]
+        elif self.dropped:
+            return
+        elif tag in HTML_HEADING_TAGS:
+            self._end_heading()
+        elif tag in HTML_BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.dropped:
+            if self.dropped[-1] == "title" and not self.title_done:
+                self.title.append(data)
+            return
+        (self.heading[1] if self.heading else self.parts).append(data)
+
+    def _end_heading(self) -> None:
+        if self.heading:
+            level, words = self.heading
+            self.parts.append(f"\n\n{'#' * level} {' '.join(''.join(words).split())}\n\n")
+            self.heading = None
+
+
+def _html_to_text(markup: str, deadline: float) -> str:
+    """Visible text, one block per line, headings as `#` lines; the <title> leads when there is no <h1>."""
+    parser = _HtmlText()
+    for start in range(0, len(markup), HTML_FEED_CHARS):
+        parser.feed(markup[start : start + HTML_FEED_CHARS])
+        _check_deadline(deadline)
+    parser.close()
+    parser._end_heading()
+    text = _tidy_lines("".join(parser.parts))
+    title = " ".join("".join(parser.title).split())
+    if title and not parser.has_h1:
         text = f"# {title}\n\n{text}"
     return text
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise SkipFile("too slow")
 
 
 def _tidy_lines(text: str) -> str:

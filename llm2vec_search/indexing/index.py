@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import L2VError
 from ..search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE
 from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_document
-from .discover import discover
+from .discover import discover, path_key
 from .extract import Document, SkipFile, extract
-from .store import DB_NAME, ChunkRow, FileRecord, Store, now_iso
+from .store import DB_NAME, ChunkRow, FileRecord, Store, now_iso, read_info
 from .vectors import INDEX_TYPES, VECTORS_NAME, VectorIndex
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ def resolve_index(name_or_path: str | Path, root: Path | str | None = None) -> t
     """(name, absolute folder): a bare name lives under the index root, anything with a slash is a folder."""
     text = str(name_or_path)
     if "/" in text or os.sep in text:
+        if ".." in Path(text).parts:  # the folder it names would not be the one it seems to name
+            raise L2VError(f"invalid index name {text!r}: an index folder path may not contain '..'")
         folder = Path(text).expanduser().absolute()
         return folder.name, folder
     if not _NAME.match(text):
@@ -240,29 +242,70 @@ class Index:
         name, folder = resolve_index(name_or_path, root)
         if index_type is not None and index_type not in INDEX_TYPES:
             raise L2VError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-        _recover_swap(folder)
-        old = Store.open(folder) if (folder / DB_NAME).exists() else None
-        info = old.info() if old else {}
-        if old and "fingerprint" not in info:  # a crash cut its creation short: start it again
-            old.close()
-            old, info = None, {}
-        if old is None and not (create or rebuild):
-            known = list_indexes(root) if "/" not in str(name_or_path) else []
-            hint = f" (indexes here: {', '.join(known)})" if known else ""
-            raise L2VError(
-                f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`"
+        existed = folder.exists()
+        # A writer locks before it touches anything (a rebuild's side folder included).
+        lock = _take_lock(folder, name) if create or rebuild else None
+        try:
+            index = cls._open_folder(
+                name,
+                folder,
+                root,
+                model,
+                create,
+                rebuild,
+                chunk_tokens,
+                overlap_tokens,
+                index_type,
+                device,
+                dtype,
             )
-        if old and not rebuild:
-            index = cls(name, folder, old, None, staging=False, device=device, dtype=dtype)
-            index._check_compatible(model, chunk_tokens, overlap_tokens)
-            index._wanted_index_type = index_type
-            return index
-        if old:
-            old.close()
+        except BaseException:
+            if lock is not None:
+                lock.close()
+                if not existed:
+                    shutil.rmtree(folder, ignore_errors=True)
+            raise
+        index._lock_handle = lock
+        return index
+
+    @classmethod
+    def _open_folder(
+        cls,
+        name: str,
+        folder: Path,
+        root: Path | None,
+        model: "str | Path | Encoder | None",
+        create: bool,
+        rebuild: bool,
+        chunk_tokens: int | None,
+        overlap_tokens: int | None,
+        index_type: str | None,
+        device: str,
+        dtype: str,
+    ) -> "Index":
+        _recover_swap(folder)
+        if rebuild:  # from a damaged index, a rebuild reads at most the settings, and only if they read
+            old = (folder / DB_NAME).exists() or (folder / VECTORS_NAME).exists()
+            info = read_info(folder) if old else {}
+        else:
+            store = _open_store(name, folder)
+            if store is not None:
+                index = cls(name, folder, store, None, staging=False, device=device, dtype=dtype)
+                index._check_compatible(model, chunk_tokens, overlap_tokens)
+                index._wanted_index_type = index_type
+                return index
+            if not create:
+                known = list_indexes(root) if folder.parent == index_root(root).absolute() else []
+                hint = f" (indexes here: {', '.join(known)})" if known else ""
+                raise L2VError(
+                    f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`"
+                )
+            old, info = False, {}
         encoder = _resolve_encoder(model, info, device, dtype)
-        chunk_tokens = chunk_tokens or int(info.get("chunk_tokens", DEFAULT_CHUNK_TOKENS))
+        if chunk_tokens is None:
+            chunk_tokens = _number(info, "chunk_tokens", DEFAULT_CHUNK_TOKENS)
         if overlap_tokens is None:
-            overlap_tokens = min(int(info.get("overlap_tokens", DEFAULT_OVERLAP_TOKENS)), chunk_tokens // 2)
+            overlap_tokens = min(_number(info, "overlap_tokens", DEFAULT_OVERLAP_TOKENS), chunk_tokens // 2)
         settings = {
             "model": _model_spec(model if model is not None else info.get("model", "default")),
             "chunk_tokens": chunk_tokens,
@@ -270,8 +313,8 @@ class Index:
             "index_type": index_type or info.get("index_type", "auto"),
         }
         _check_chunking(encoder, settings["chunk_tokens"], settings["overlap_tokens"])
-        store = _new_store(folder, encoder, settings, staging=bool(old))
-        index = cls(name, folder, store, encoder, bool(old), device=device, dtype=dtype)
+        store = _new_store(folder, encoder, settings, staging=old)
+        index = cls(name, folder, store, encoder, old, device=device, dtype=dtype)
         index._created_here = not old
         return index
 
@@ -308,8 +351,10 @@ class Index:
                 )
 
     def close(self) -> None:
+        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind."""
+        unused = self._created_here and not self._staging and self.store.counts()[1] == 0
         self.store.close()
-        if self._staging:
+        if self._staging or unused:
             shutil.rmtree(self._folder, ignore_errors=True)
         self._release_lock()
 
@@ -361,10 +406,47 @@ class Index:
     def _load_vectors(self) -> None:
         path = self._folder / VECTORS_NAME
         signature = self._signature(path)
-        self._vectors = (
-            VectorIndex.load(path) if signature else VectorIndex.create(int(self.store.get_info("dim")))
-        )
-        self._vectors_signature = signature
+        vectors, problem = self._read_vectors(path, signature is not None)
+        if problem:
+            raise damaged(self.name, problem)
+        self._vectors, self._vectors_signature = vectors, signature
+
+    def _read_vectors(self, path: Path, exists: bool) -> tuple[VectorIndex, str | None]:
+        """The vectors (empty ones if there is no file yet), and what is wrong with them, if anything."""
+        dim = int(self.store.get_info("dim"))
+        empty = VectorIndex.create(dim)
+        if not exists:
+            chunks = self.store.counts()[1]
+            return empty, f"{VECTORS_NAME} is missing ({chunks} chunks have no vector)" if chunks else None
+        try:
+            vectors = VectorIndex.load(path)
+        except L2VError as exc:
+            return empty, str(exc)
+        if vectors.dim != dim:
+            return empty, f"{VECTORS_NAME} holds {vectors.dim}-dimensional vectors, the index {dim}"
+        return vectors, None
+
+    def check(self) -> list[str]:
+        """Everything wrong with the index (empty when it is sound): SQLite's integrity, a vector for every
+        committed chunk and no other, a full-text entry for every chunk, a model that is on this machine."""
+        from ..encoder.models import check_model_available
+
+        damage = self.store.integrity_damage()
+        if damage:
+            return [damage]
+        path = self._folder / VECTORS_NAME
+        vectors, problem = self._read_vectors(path, path.exists())
+        committed, stored = self.store.committed_chunk_ids(), set(vectors.ids().tolist())
+        problems = [problem] if problem else []
+        if not problem and committed - stored:
+            problems.append(f"{len(committed - stored)} chunks have no vector")
+        if not problem and stored - committed:
+            problems.append(f"{len(stored - committed)} vectors belong to no chunk")
+        try:
+            check_model_available(self.store.get_info("model") or "")
+        except L2VError as exc:
+            problems.append(str(exc))
+        return problems
 
     @staticmethod
     def _signature(path: Path) -> tuple | None:
@@ -433,7 +515,8 @@ class Index:
         def encode(batch: list[str]) -> np.ndarray:
             return self.encoder.encode_queries(batch) if query_vectors is None else query_vectors
 
-        return search_many(self.store, self.vectors, encode, texts, k, mode, path_glob, dense_weight)
+        vectors = self.vectors if mode != "bm25" else None  # BM25 needs only SQLite
+        return search_many(self.store, vectors, encode, texts, k, mode, path_glob, dense_weight)
 
     # status
     def status(self) -> IndexStatus:
@@ -483,8 +566,8 @@ class Index:
                 f"nothing to index under {', '.join(map(str, roots))}: no readable text files"
                 + (f" (skipped: {skipped})" if skipped else "")
             )
-        found = {os.path.abspath(p): p for p in discovery.files}
-        root_keys = [os.path.abspath(p) for p in roots]
+        found = {path_key(p): p for p in discovery.files}
+        root_keys = [path_key(p) for p in roots]
         summary = UpdateSummary(skipped=dict(discovery.skipped))
         with self._writing(summary, started):
             with self.store.transaction():
@@ -583,7 +666,8 @@ class Index:
     @contextmanager
     def _writing(self, summary: UpdateSummary, started: float) -> Iterator[None]:
         """Hold the write lock, reconcile after any crash; on success record the run (and swap a rebuild)."""
-        self._acquire_lock()
+        if self._lock_handle is None:
+            self._acquire_lock()
         try:
             if self._wanted_index_type:
                 with self.store.transaction():
@@ -600,16 +684,7 @@ class Index:
             self._release_lock()
 
     def _acquire_lock(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115  (held until _release_lock)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise L2VError(
-                f"index '{self.name}' is being updated by another process; try again when it is done"
-            ) from None
-        self._lock_handle = handle
+        self._lock_handle = _take_lock(self.path, self.name)
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
@@ -655,15 +730,63 @@ class Index:
         self._vectors_signature = self._signature(self.path / VECTORS_NAME)
 
     def _discard_if_new(self) -> None:
-        """A new index, or a rebuild, that found nothing to index leaves nothing behind."""
+        """A rebuild that found nothing to index leaves nothing behind (a new index is removed on close)."""
         if self._staging:
             self.store.close()
             shutil.rmtree(self._folder, ignore_errors=True)
             self._staging = False
             self.store = Store.open(self.path)
-        elif self._created_here:
-            self.store.close()
-            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def damaged(name: str, what: str) -> L2VError:
+    """The one-line error for a damaged index: what is wrong, and the way out."""
+    return L2VError(
+        f"index '{name}' is damaged: {what}; rebuild it with "
+        f"`l2v-search index PATH... --name {name} --rebuild` (and --model MODEL if index.db is lost)"
+    )
+
+
+def _open_store(name: str, folder: Path) -> Store | None:
+    """The folder's database if it is a sound index; None when there is none yet (or its creation was cut
+    short, leaving nothing else); `damaged` otherwise."""
+    db, has_vectors = folder / DB_NAME, (folder / VECTORS_NAME).exists()
+    if not db.exists() or db.stat().st_size == 0:
+        if has_vectors:
+            state = "empty" if db.exists() else "missing"
+            raise damaged(name, f"{DB_NAME} is {state} while {VECTORS_NAME} remains")
+        return None
+    try:
+        store = Store.open(folder)
+    except L2VError as exc:
+        raise damaged(name, f"{DB_NAME} cannot be read ({exc.__cause__ or exc})") from exc
+    if "fingerprint" not in store.info() and not has_vectors:  # a crash cut its creation short
+        store.close()
+        return None
+    problem = store.damage()
+    if problem:
+        store.close()
+        raise damaged(name, problem)
+    return store
+
+
+def _number(info: dict[str, str], key: str, default: int) -> int:
+    """A numeric setting salvaged from an index being rebuilt, or the default if it does not read."""
+    value = info.get(key, "")
+    return int(value) if value.isdigit() else default
+
+
+def _take_lock(folder: Path, name: str) -> IO[str]:
+    """The index's write lock (an flock: a killed holder frees it); L2VError if another process has it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held until released)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise L2VError(
+            f"index '{name}' is being updated by another process; try again when it is done"
+        ) from None
+    return handle
 
 
 def _new_store(folder: Path, encoder: "Encoder", settings: dict, staging: bool) -> Store:

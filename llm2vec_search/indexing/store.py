@@ -108,6 +108,21 @@ def _create_v1(db: sqlite_utils.Database) -> None:
 
 # Step n turns a version n-1 database into version n; a new database runs them all.
 _MIGRATIONS = {1: _create_v1}
+REQUIRED_TABLES = ("files", "chunks", "chunks_fts", "info")
+TEXT_SETTINGS = ("model", "fingerprint", "pooling", "index_type", "created_at")
+NUMBER_SETTINGS = ("dim", "max_length", "chunk_tokens", "overlap_tokens")
+
+
+def read_info(folder: Path) -> dict[str, str]:
+    """An index's settings, read without writing anything; {} when its database cannot be read at all."""
+    try:
+        conn = sqlite3.connect(f"{(folder / DB_NAME).absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            return dict(conn.execute("SELECT key, value FROM info").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
 
 
 class Store:
@@ -153,6 +168,41 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def damage(self) -> str | None:
+        """What makes this database unusable as an index (a missing table, an unreadable setting); None if
+        nothing. Cheap enough to run on every open."""
+        try:
+            missing = [name for name in REQUIRED_TABLES if not self.db[name].exists()]
+            if missing:
+                return f"{DB_NAME} has no {', '.join(missing)} table"
+            info = self.info()
+        except sqlite3.DatabaseError as exc:
+            return f"{DB_NAME} cannot be read ({exc})"
+        for key in (*TEXT_SETTINGS, *NUMBER_SETTINGS):
+            if key not in info:
+                return f"{DB_NAME} has no '{key}' setting"
+        for key in NUMBER_SETTINGS:
+            if not info[key].isdigit():
+                return f"{DB_NAME} setting '{key}' is {info[key]!r}, not a number"
+        return None
+
+    def integrity_damage(self) -> str | None:
+        """`damage` plus what takes a full read to find: SQLite's own check, chunks missing from FTS."""
+        problem = self.damage()
+        if problem:
+            return problem
+        try:
+            verdict = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                return f"{DB_NAME} is corrupt ({verdict})"
+            unsearchable = self.conn.execute(
+                "SELECT count(*) FROM chunks WHERE committed = 1 "
+                "AND id NOT IN (SELECT id FROM chunks_fts_docsize)"
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            return f"{DB_NAME} cannot be read ({exc})"
+        return f"{unsearchable} chunks have no full-text (BM25) entry" if unsearchable else None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

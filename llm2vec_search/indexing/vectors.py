@@ -9,6 +9,7 @@ Vectors are L2-normalized, so inner product is cosine similarity. Kinds:
 
 import math
 import os
+import re
 from pathlib import Path
 
 import faiss
@@ -27,6 +28,8 @@ IVF_MAX_NPROBE = 32
 # k-means for IVF trains on at most this many points per list (FAISS wants ≥ 39): enough for good centroids,
 # and it keeps training at 1M vectors to a minute or two on a laptop CPU instead of half an hour.
 IVF_TRAIN_PER_LIST = 64
+# FAISS prefixes its messages with the C++ function and source line, which tell a user nothing.
+FAISS_ERROR_PLACE = re.compile(r"^Error in .*? at \S+:\d+: ")
 
 
 def kind_of(index: faiss.Index) -> str:
@@ -88,7 +91,8 @@ class VectorIndex:
         try:
             return cls(faiss.read_index(str(path)))
         except RuntimeError as exc:
-            raise L2VError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
+            reason = FAISS_ERROR_PLACE.sub("", str(exc).splitlines()[0])
+            raise L2VError(f"cannot read {path}: {reason}") from exc
 
     @property
     def dim(self) -> int:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..errors import L2VError
 from ..search import DEFAULT_MODE, SEARCH_MODES
-from .backend import Backend, UnknownIndex
+from .backend import Backend, UnknownIndex, UnknownModel
 from .security import ApiKeyMiddleware, BodyLimitMiddleware, LoopbackHostMiddleware
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,12 @@ class EmbeddingsRequest(BaseModel):
     user: str | None = None
 
 
-def error_response(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+def error_response(
+    status: int, message: str, kind: str = "invalid_request_error", code: str | int | None = None
+) -> JSONResponse:
+    """OpenAI's error shape; `code` is the HTTP status unless OpenAI names the error (`model_not_found`)."""
+    body = {"error": {"message": message, "type": kind, "code": status if code is None else code}}
+    return JSONResponse(body, status_code=status)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -105,6 +109,8 @@ def create_app(
         if len(texts) > limits.max_inputs:
             raise L2VError(f"{len(texts)} inputs in one request; the limit is {limits.max_inputs}")
         for i, text in enumerate(texts):
+            if not _is_unicode(text):
+                raise L2VError(f"input {i} is not valid Unicode (it holds a lone UTF-16 surrogate)")
             if not text.strip():
                 raise L2VError(f"input {i} is empty or only whitespace; there is nothing to search or embed")
             if len(text) > limits.max_text_chars:
@@ -187,6 +193,15 @@ def create_app(
     return app
 
 
+def _is_unicode(text: str) -> bool:
+    """False for text JSON can carry but no encoder can read: a lone surrogate such as "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     """OpenAI's base64 format is the little-endian float32 bytes."""
     if encoding_format == "base64":
@@ -198,6 +213,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownIndex)
     async def unknown_index(_request: Request, exc: UnknownIndex) -> JSONResponse:
         return error_response(404, str(exc), "not_found_error")
+
+    @app.exception_handler(UnknownModel)
+    async def unknown_model(_request: Request, exc: UnknownModel) -> JSONResponse:
+        return error_response(404, str(exc), code="model_not_found")
 
     @app.exception_handler(L2VError)
     async def user_error(_request: Request, exc: L2VError) -> JSONResponse:

@@ -75,8 +75,9 @@ class ServedIndex:
                 raise L2VError(
                     f"index '{self.name}' was just rebuilt with another model; send the search again"
                 )
+            vectors = self.index.vectors if mode != "bm25" else None
             return search_many(
-                self.index.store, self.index.vectors, lambda _texts: encoded, [query], k, mode, path_glob
+                self.index.store, vectors, lambda _texts: encoded, [query], k, mode, path_glob
             )[0]
 
     def fingerprint(self) -> str:
@@ -104,6 +105,10 @@ def encode_with_token_counts(encoder, texts: list[str], instruction: str | None)
 
 class UnknownIndex(L2VError):
     """A request named an index this server does not serve (HTTP 404)."""
+
+
+class UnknownModel(L2VError):
+    """/v1/embeddings named a model this server does not serve (HTTP 404, OpenAI's `model_not_found`)."""
 
 
 class Backend:
@@ -212,8 +217,11 @@ class Backend:
         return served
 
     def model(self, name: str | None) -> ServedModel:
-        """The model for /v1/embeddings: that of the index called `name`, else the first index's."""
-        return self.model_of(self.index(name if name in self.indexes else None))
+        """The model for /v1/embeddings: that of the index called `name` (`/v1/models` lists them), or the
+        first index's when no name is given."""
+        if name is not None and name not in self.indexes:
+            raise UnknownModel(f"model {name!r} is not served; served: {', '.join(self.indexes)}")
+        return self.model_of(self.index(name))
 
     def close(self) -> None:
         for model in self.models.values():

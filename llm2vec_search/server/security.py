@@ -90,12 +90,13 @@ class ApiKeyMiddleware:
 
     def __init__(self, app, api_key: str) -> None:
         self.app = app
-        self.expected = f"Bearer {api_key}".encode()
+        self.expected = api_key.encode()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").strip().partition(b" ")
+            # The scheme is case-insensitive (RFC 9110: "bearer" is "Bearer"); the key is not.
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.expected):
                 await _send_error(
                     send,
                     401,
