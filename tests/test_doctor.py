@@ -47,8 +47,9 @@ def test_doctor_reports_each_broken_index_on_one_line(tmp_path):
     broken = doctor(tmp_path, index_dir)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert broken.stderr.splitlines() == [
-        "problem: index 'lost': 2 chunks have no vector and 0 vectors have no chunk in SQLite (an update "
-        "was interrupted?); rerun `l2v-search index` on its folders to repair it",
+        "problem: index 'lost' cannot be opened: index 'lost' is damaged: vectors.faiss is missing (2 "
+        "chunks have no vector); rebuild it with `l2v-search index PATH... --name lost --rebuild` (and "
+        "--model MODEL if index.db is lost)",
         f"problem: index 'stale' was built with another version of model {model_dir} (fingerprint "
         f"0123456789abcdef, now {fingerprint}); dense and hybrid "
         "searches refuse it until `l2v-search index PATH --name stale --rebuild`",

@@ -35,8 +35,9 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Setup:
-    """An index over a folder that also holds a symlink to a file outside it (indexed, as discovery
-    follows symlinks, but never readable through `get_document`)."""
+    """An index over a folder in which an indexed file was since replaced by a symlink to a file outside it
+    (discovery skips links out of the root, so only such a swap puts one in the index): `get_document` must
+    still never read through it."""
     tmp = tmp_path_factory.mktemp("mcp")
     notes = tmp / "notes"
     for name, text in NOTES.items():
@@ -44,12 +45,14 @@ def setup(tmp_path_factory) -> Setup:
         (notes / name).write_text(text)
     outside = tmp / "secret.md"
     outside.write_text(SECRET)
-    (notes / "link.md").symlink_to(outside)
+    (notes / "link.md").write_text("A note that is about to become a link.\n")
     index_dir = tmp / "indexes"
     model_dir = save_tiny_model(tmp / "model")
     with Index.open("notes", root=index_dir, model=str(model_dir), create=True) as index:
         index.update([notes])
         assert str(notes / "link.md") in index.store.files()
+    (notes / "link.md").unlink()
+    (notes / "link.md").symlink_to(outside)
     env = {
         "L2V_SEARCH_CACHE_DIR": str(tmp / "cache"),
         "L2V_SEARCH_INDEX_DIR": str(index_dir),
