@@ -47,9 +47,8 @@ def test_doctor_reports_each_broken_index_on_one_line(tmp_path):
     broken = doctor(tmp_path, index_dir)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert broken.stderr.splitlines() == [
-        "problem: index 'lost' cannot be opened: index 'lost' is damaged: vectors.faiss is missing (2 "
-        "chunks have no vector); rebuild it with `l2v-search index PATH... --name lost --rebuild` (and "
-        "--model MODEL if index.db is lost)",
+        "problem: index 'lost' is damaged: vectors.faiss is missing (2 chunks have no vector); rebuild it "
+        "with `l2v-search index PATH... --name lost --rebuild` (and --model MODEL if index.db is lost)",
         f"problem: index 'stale' was built with another version of model {model_dir} (fingerprint "
         f"0123456789abcdef, now {fingerprint}); dense and hybrid "
         "searches refuse it until `l2v-search index PATH --name stale --rebuild`",

@@ -82,7 +82,9 @@ def _indexes(index_dir: Path | None) -> Iterator[Finding]:
                 status = index.status()
                 lost, orphans = index.vector_mismatch()
         except L2VError as exc:
-            yield Finding("indexes", name, "cannot be opened", f"index '{name}' cannot be opened: {exc}")
+            named = f"index '{name}'" in str(exc)  # damage messages already name the index
+            problem = str(exc) if named else f"index '{name}' cannot be opened: {exc}"
+            yield Finding("indexes", name, "cannot be opened", problem)
             continue
         same = "the current default" if status.fingerprint == default else "not the current default"
         value = f"{status.chunks} chunks, model {status.model} ({same})"
