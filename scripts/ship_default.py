@@ -3,6 +3,7 @@
     python scripts/ship_default.py RUN_DIR                            # the adapters as training saved them
     python scripts/ship_default.py RUN_DIR --checkpoint simcse:50     # that stage's adapter at step 50
     python scripts/ship_default.py RUN_DIR --checkpoint supervised-2:60 --start default --to DIR
+    python scripts/ship_default.py RUN_DIR --scale supervised-2:0.5 --to DIR   # halfway back to the start
 
 Copies `l2v-model.json` and each listed adapter (config + weights, halved to fp16: half the size; the vectors
 agree with fp32 adapters to a cosine above 0.9999); checkpoints, logs and PEFT's generated model cards stay
@@ -10,6 +11,8 @@ behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of i
 before its last step) and lists the stage in `l2v-model.json`. Replaces `llm2vec_search/models/default/`, or
 writes DIR with `--to` (to evaluate a checkpoint before shipping it). A run stopped before its end has no
 `l2v-model.json` yet: `--start` names the model it trained on top of, whose adapters come first.
+`--scale STAGE:FACTOR` multiplies that stage's weight update by FACTOR (its LoRA B matrices; B·A scales
+linearly): a linear merge of the stage with the model it started from, 0 being the start and 1 the stage.
 """
 
 import argparse
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a model directory written by `l2v-search train`")
     parser.add_argument("--checkpoint", help="STAGE:STEP, e.g. simcse:50")
     parser.add_argument("--start", help="the model the run started from (a run stopped early), e.g. default")
+    parser.add_argument("--scale", help="STAGE:FACTOR, e.g. supervised-2:0.5 (a linear merge with the start)")
     parser.add_argument("--to", type=Path, default=TARGET, help="where to write (default: the package)")
     args = parser.parse_args()
     start_dir = (TARGET if args.start == "default" else Path(args.start)) if args.start else None
@@ -65,6 +69,9 @@ def main() -> None:
             weights = checkpoint_weights(args.run, adapter, from_checkpoint[adapter])
         else:
             weights = load_file(config_source / "adapter_model.safetensors")
+        if args.scale and adapter == args.scale.split(":")[0]:
+            factor = float(args.scale.split(":")[1])
+            weights = {k: v * factor if "lora_B" in k else v for k, v in weights.items()}
         save_file(
             {k: v.half().contiguous() for k, v in weights.items()},
             staging / adapter / "adapter_model.safetensors",
