@@ -2,11 +2,17 @@
 
 import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .app import ModelOption, app, console
+from .progress import ProgressBars
+
+if TYPE_CHECKING:
+    from ..training.loop import TrainStep
 
 train_app = typer.Typer(
     help="Train an encoder: MNTP, then SimCSE (`all` runs both), or supervised on (query, positive) pairs.",
@@ -78,6 +84,18 @@ def _record(context: typer.Context) -> dict:
     return {"cli": dict(context.params)}
 
 
+def _run_stage(train: "Callable[..., list[float] | None]", *args, **kwargs) -> list[float] | None:
+    """Run a training function with a bar per stage on stderr: steps done, loss, steps/s and time left."""
+    detail = "{task.completed}/{task.total} loss {task.fields[loss]} {task.fields[rate]} steps/s"
+    with ProgressBars(detail=detail, transient=False) as bars:
+
+        def show(step: "TrainStep") -> None:
+            loss, rate = f"{step.loss:.4f}", f"{step.steps_per_second:.2f}"
+            bars.update(step.stage, step.step, step.steps, loss=loss, rate=rate)
+
+        return train(*args, on_step=show, **kwargs)
+
+
 def _report(out: Path, stage: str, losses: list[float] | None) -> None:
     if losses is None:
         console.print(f"{stage}: already trained in {out}")
@@ -103,7 +121,8 @@ def mntp(
 
     settings = MNTPSettings(**shared, **({"mask_prob": mask_prob} if mask_prob is not None else {}))
     texts = read_texts(data, text_field)
-    losses = train_mntp(
+    losses = _run_stage(
+        train_mntp,
         StartingPoint.from_spec(model),
         texts,
         settings,
@@ -147,7 +166,8 @@ def simcse(
         **_contrastive_options(shared, dropout=dropout, temperature=temperature, mini_batch=mini_batch)
     )
     sentences = read_texts(data, text_field)
-    losses = train_simcse(
+    losses = _run_stage(
+        train_simcse,
         StartingPoint.from_spec(model),
         sentences,
         settings,
@@ -216,8 +236,8 @@ def supervised(
     sources = read_sources(data, instructions)
     start = StartingPoint.from_spec(model)
     name = adapter_name or free_adapter_name(start)
-    losses = train_supervised(
-        start, sources, settings, out, resume=resume, record=_record(context), name=name
+    losses = _run_stage(
+        train_supervised, start, sources, settings, out, resume=resume, record=_record(context), name=name
     )
     _report(out, name, losses)
 
@@ -256,11 +276,18 @@ def train_all(
     mntp_texts = read_texts(mntp_data, text_field)
     sentences = read_texts(simcse_data, text_field)
     record = _record(context)
-    losses = train_mntp(
-        StartingPoint.from_spec(model), mntp_texts, mntp_settings, out, resume=resume, record=record
+    losses = _run_stage(
+        train_mntp,
+        StartingPoint.from_spec(model),
+        mntp_texts,
+        mntp_settings,
+        out,
+        resume=resume,
+        record=record,
     )
     _report(out, "mntp", losses)
-    losses = train_simcse(
+    losses = _run_stage(
+        train_simcse,
         StartingPoint.from_spec(str(out)),
         sentences,
         simcse_settings,
