@@ -147,6 +147,7 @@ def test_every_module_imports_on_its_own():
         result = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
         return name, result.stderr.strip().splitlines()[-1] if result.returncode else ""
 
+    libraries = sorted(name for name in MODULES if not name.endswith(".__main__"))  # that one runs the CLI
     with ThreadPoolExecutor(max_workers=4) as pool:
-        failures = {name: error for name, error in pool.map(load, sorted(MODULES)) if error}
+        failures = {name: error for name, error in pool.map(load, libraries) if error}
     assert failures == {}

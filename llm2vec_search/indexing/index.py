@@ -6,12 +6,10 @@ pipeline) and `search` (ranking). Updates are incremental: unchanged files are r
 sha256. Searches only read, and see the last committed state.
 """
 
-import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -20,9 +18,12 @@ import numpy as np
 from ..errors import L2VError
 from .discover import discover, is_under, path_key
 from .extract import Document
+from .health import open_sound_store, problems, read_vectors
 from .location import (
     damaged,
+    file_signature,
     folder_size,
+    inode,
     missing_index,
     recover_swap,
     resolve_index,
@@ -33,6 +34,7 @@ from .location import (
 from .search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, Hit, check_dense_weight, check_query, rank_queries
 from .settings import (
     IndexSettings,
+    IndexStatus,
     check_chunking,
     check_compatible,
     load_index_encoder,
@@ -50,45 +52,6 @@ from .vectors import INDEX_TYPES, VECTORS_NAME, VectorIndex
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
-
-
-@dataclass
-class IndexStatus:
-    name: str
-    path: str
-    files: int
-    chunks: int
-    model: str
-    fingerprint: str
-    dim: int
-    pooling: str
-    max_length: int
-    chunk_tokens: int
-    overlap_tokens: int
-    index_type: str
-    vector_index: str
-    size_bytes: int
-    created_at: str
-    last_run_at: str | None
-    last_run: dict | None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _signature(path: Path) -> tuple | None:
-    """What tells a replaced file from the one read before (inode, mtime, size); None if there is none."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
-
-
-def _inode(path: Path) -> int | None:
-    """A database is replaced, never rewritten in place, so its inode tells when to re-open it."""
-    signature = _signature(path)
-    return signature[0] if signature else None
 
 
 class Index:
@@ -112,7 +75,7 @@ class Index:
         self._staging = staging
         self._vectors: VectorIndex | None = None
         self._vectors_signature: tuple | None = None
-        self._db_inode = _inode(self._folder / DB_NAME)
+        self._db_inode = inode(self._folder / DB_NAME)
         self._lock_handle: IO[str] | None = None
         self._created_here = False
         self._wanted_index_type: str | None = None
@@ -149,7 +112,7 @@ class Index:
         lock = take_lock(folder, name) if create or rebuild else None
         try:
             recover_swap(folder)
-            store = None if rebuild else _open_store(name, folder)
+            store = None if rebuild else open_sound_store(name, folder)
             if store is not None:
                 index = cls(name, folder, store, None, False, device, dtype)
                 index._encoder = check_compatible(
@@ -252,66 +215,35 @@ class Index:
 
     def _load_vectors(self) -> None:
         path = self._folder / VECTORS_NAME
-        signature = _signature(path)
-        vectors, problem = self._read_vectors(path, signature is not None)
+        signature = file_signature(path)
+        vectors, problem = read_vectors(self.store, self.settings.dim, path)
         if problem:
             raise damaged(self.name, problem)
         self._vectors, self._vectors_signature = vectors, signature
-
-    def _read_vectors(self, path: Path, exists: bool) -> tuple[VectorIndex, str | None]:
-        """The vectors (empty ones if there is no file yet), and what is wrong with them, if anything."""
-        dim = self.settings.dim
-        empty = VectorIndex.create(dim)
-        if not exists:
-            chunks = self.store.counts()[1]
-            return empty, f"{VECTORS_NAME} is missing ({chunks} chunks have no vector)" if chunks else None
-        try:
-            vectors = VectorIndex.load(path)
-        except L2VError as exc:
-            return empty, str(exc)
-        if vectors.dim != dim:
-            return empty, f"{VECTORS_NAME} holds {vectors.dim}-dimensional vectors, the index {dim}"
-        return vectors, None
 
     def vector_mismatch(self) -> tuple[set[int], set[int]]:
         """(committed chunks without a vector, vectors without a committed chunk); see `update`."""
         return vector_mismatch(self.store, self.vectors)
 
     def check(self) -> list[str]:
-        """Everything wrong with the index (empty when it is sound): SQLite's integrity, a vector for every
-        committed chunk and no other, a full-text entry for every chunk, a model that is on this machine."""
-        from ..encoder.models import check_model_available
-
-        damage = self.store.integrity_damage()
-        if damage:
-            return [damage]
-        path = self._folder / VECTORS_NAME
-        vectors, problem = self._read_vectors(path, path.exists())
-        problems = [problem] if problem else []
-        if not problem:
-            lost, orphans = vector_mismatch(self.store, vectors)
-            if lost:
-                problems.append(f"{len(lost)} chunks have no vector")
-            if orphans:
-                problems.append(f"{len(orphans)} vectors belong to no chunk")
-        try:
-            check_model_available(self.settings.model)
-        except L2VError as exc:
-            problems.append(str(exc))
-        return problems
+        """Everything wrong with the index (empty when it is sound); see `health.problems`."""
+        return problems(self.store, self._folder / VECTORS_NAME)
 
     def refresh(self) -> bool:
         """Re-read the database and vectors if another process replaced them; True if anything was re-read."""
         changed = False
         db = self._folder / DB_NAME
-        if self._db_inode != _inode(db) and db.exists():
+        if self._db_inode != inode(db) and db.exists():
             self.store.close()
             self.store = Store.open(self._folder)
-            self._db_inode = _inode(db)
+            self._db_inode = inode(db)
             if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
                 self._encoder = None
             changed = True
-        if self._vectors is not None and _signature(self._folder / VECTORS_NAME) != self._vectors_signature:
+        if (
+            self._vectors is not None
+            and file_signature(self._folder / VECTORS_NAME) != self._vectors_signature
+        ):
             self._load_vectors()
             changed = True
         return changed
@@ -358,27 +290,8 @@ class Index:
 
     # status
     def status(self) -> IndexStatus:
-        settings = self.settings
-        files, chunks = self.store.counts()
-        return IndexStatus(
-            name=self.name,
-            path=str(self.path),
-            files=files,
-            chunks=chunks,
-            model=settings.model,
-            fingerprint=settings.fingerprint,
-            dim=settings.dim,
-            pooling=settings.pooling,
-            max_length=settings.max_length,
-            chunk_tokens=settings.chunk_tokens,
-            overlap_tokens=settings.overlap_tokens,
-            index_type=self._wanted_index_type or settings.index_type,
-            vector_index=settings.vector_index,
-            size_bytes=folder_size(self._folder),
-            created_at=settings.created_at,
-            last_run_at=settings.last_run_at,
-            last_run=settings.last_run,
-        )
+        index_type = self._wanted_index_type
+        return IndexStatus.read(self.name, self.path, self.store, folder_size(self._folder), index_type)
 
     # updating
     def update(
@@ -436,20 +349,21 @@ class Index:
         if self._lock_handle is None:
             self._lock_handle = take_lock(self.path, self.name)
         path = self._folder / VECTORS_NAME
-        run = UpdateRun(
-            self.store,
-            self.vectors,
-            path,
-            lambda: self.encoder,
-            self._chunking(),
-            summary,
-            progress,
-            checkpoint_seconds,
-            started or time.monotonic(),
-        )
         try:
             if self._wanted_index_type:
                 write_index_type(self.store, self._wanted_index_type)
+            settings = self.settings
+            run = UpdateRun(
+                self.store,
+                self.vectors,
+                path,
+                lambda: self.encoder,
+                (settings.chunk_tokens, settings.overlap_tokens),
+                summary,
+                progress,
+                checkpoint_seconds,
+                started or time.monotonic(),
+            )
             reconcile(self.store, run.vectors, path)
             yield run
             summary.seconds = round(time.monotonic() - run.started, 3)
@@ -459,12 +373,8 @@ class Index:
             self._created_here = False
         finally:
             if not self._staging:
-                self._vectors_signature = _signature(self._folder / VECTORS_NAME)
+                self._vectors_signature = file_signature(self._folder / VECTORS_NAME)
             self._release_lock()
-
-    def _chunking(self) -> tuple[int, int]:
-        settings = self.settings
-        return settings.chunk_tokens, settings.overlap_tokens
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
@@ -477,7 +387,7 @@ class Index:
         swap_in(self.path)
         self._staging = False
         self.store = Store.open(self.path)
-        self._db_inode = _inode(self.path / DB_NAME)
+        self._db_inode = inode(self.path / DB_NAME)
 
     def _discard_if_new(self) -> None:
         """A rebuild that found nothing to index leaves nothing behind (a new index is removed on close)."""
@@ -486,26 +396,3 @@ class Index:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._staging = False
             self.store = Store.open(self.path)
-
-
-def _open_store(name: str, folder: Path) -> Store | None:
-    """The folder's database if it is a sound index; None when there is none yet (or its creation was cut
-    short, leaving nothing else); `damaged` otherwise."""
-    db, has_vectors = folder / DB_NAME, (folder / VECTORS_NAME).exists()
-    if not db.exists() or db.stat().st_size == 0:
-        if has_vectors:
-            state = "empty" if db.exists() else "missing"
-            raise damaged(name, f"{DB_NAME} is {state} while {VECTORS_NAME} remains")
-        return None
-    try:
-        store = Store.open(folder)
-    except L2VError as exc:
-        raise damaged(name, f"{DB_NAME} cannot be read ({exc.__cause__ or exc})") from exc
-    if "fingerprint" not in store.info() and not has_vectors:  # a crash cut its creation short
-        store.close()
-        return None
-    problem = store.damage()
-    if problem:
-        store.close()
-        raise damaged(name, problem)
-    return store

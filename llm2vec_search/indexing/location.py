@@ -107,3 +107,18 @@ def take_lock(folder: Path, name: str) -> IO[str]:
 
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+
+
+def file_signature(path: Path) -> tuple | None:
+    """What tells a replaced file from the one read before (inode, mtime, size); None if there is none."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def inode(path: Path) -> int | None:
+    """A database is replaced, never rewritten in place, so its inode tells when to re-open it."""
+    signature = file_signature(path)
+    return signature[0] if signature else None

@@ -1,10 +1,11 @@
-"""An index's settings (the `info` table) as one typed `IndexSettings`, and the rules they impose: which model
-may read or extend an index, and which chunking fits a model's window.
+"""An index's settings (the `info` table) as one typed `IndexSettings` (and `IndexStatus` for reports), and
+the rules they impose: which model may read or extend an index, and which chunking fits a model's window.
 
 `info` stores every value as text, under the keys `IndexSettings` names; this module is the only place that
 reads or writes those keys by name (the store's `damage` check aside).
 """
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,59 @@ class IndexSettings:
             last_run_at=info.get("last_run_at"),
             last_run=json.loads(last_run) if last_run else None,
             roots=tuple(json.loads(info.get("roots") or "[]")),
+        )
+
+
+@dataclass
+class IndexStatus:
+    """An index's settings with what it holds now: what `l2v-search status` shows."""
+
+    name: str
+    path: str
+    files: int
+    chunks: int
+    model: str
+    fingerprint: str
+    dim: int
+    pooling: str
+    max_length: int
+    chunk_tokens: int
+    overlap_tokens: int
+    index_type: str
+    vector_index: str
+    size_bytes: int
+    created_at: str
+    last_run_at: str | None
+    last_run: dict | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(
+        cls, name: str, path: Path, store: Store, size_bytes: int, index_type: str | None = None
+    ) -> "IndexStatus":
+        """What the index at `path` holds now; `index_type` is one asked for but not yet applied."""
+        settings = IndexSettings.read(store)
+        files, chunks = store.counts()
+        return cls(
+            name=name,
+            path=str(path),
+            files=files,
+            chunks=chunks,
+            model=settings.model,
+            fingerprint=settings.fingerprint,
+            dim=settings.dim,
+            pooling=settings.pooling,
+            max_length=settings.max_length,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.overlap_tokens,
+            index_type=index_type or settings.index_type,
+            vector_index=settings.vector_index,
+            size_bytes=size_bytes,
+            created_at=settings.created_at,
+            last_run_at=settings.last_run_at,
+            last_run=settings.last_run,
         )
 
 
