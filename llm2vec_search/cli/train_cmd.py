@@ -84,8 +84,9 @@ def _record(context: typer.Context) -> dict:
     return {"cli": dict(context.params)}
 
 
-def _run_stage(train: "Callable[..., list[float] | None]", *args, **kwargs) -> list[float] | None:
-    """Run a training function with a bar per stage on stderr: steps done, loss, steps/s and time left."""
+def _train(train: "Callable[..., list[float] | None]", stage: str, *args, out: Path, **options) -> None:
+    """Run a training function (`train_mntp`, ...) with a bar per stage on stderr (steps done, loss, steps/s,
+    time left), then say what it did; `args` and `options` are the function's."""
     detail = "{task.completed}/{task.total} loss {task.fields[loss]} {task.fields[rate]} steps/s"
     with ProgressBars(detail=detail, transient=False) as bars:
 
@@ -93,10 +94,7 @@ def _run_stage(train: "Callable[..., list[float] | None]", *args, **kwargs) -> l
             loss, rate = f"{step.loss:.4f}", f"{step.steps_per_second:.2f}"
             bars.update(step.stage, step.step, step.steps, loss=loss, rate=rate)
 
-        return train(*args, on_step=show, **kwargs)
-
-
-def _report(out: Path, stage: str, losses: list[float] | None) -> None:
+        losses = train(*args, out, on_step=show, **options)
     if losses is None:
         console.print(f"{stage}: already trained in {out}")
     elif losses:
@@ -121,17 +119,17 @@ def mntp(
 
     settings = MNTPSettings(**shared, **({"mask_prob": mask_prob} if mask_prob is not None else {}))
     texts = read_texts(data, text_field)
-    losses = _run_stage(
+    _train(
         train_mntp,
+        "mntp",
         StartingPoint.from_spec(model),
         texts,
         settings,
-        out,
+        out=out,
         resume=resume,
         record=_record(context),
         query_instruction=query_instruction,
     )
-    _report(out, "mntp", losses)
 
 
 def _contrastive_options(shared: dict, **options) -> dict:
@@ -166,17 +164,17 @@ def simcse(
         **_contrastive_options(shared, dropout=dropout, temperature=temperature, mini_batch=mini_batch)
     )
     sentences = read_texts(data, text_field)
-    losses = _run_stage(
+    _train(
         train_simcse,
+        "simcse",
         StartingPoint.from_spec(model),
         sentences,
         settings,
-        out,
+        out=out,
         resume=resume,
         record=_record(context),
         query_instruction=query_instruction,
     )
-    _report(out, "simcse", losses)
 
 
 @train_app.command()
@@ -236,10 +234,17 @@ def supervised(
     sources = read_sources(data, instructions)
     start = StartingPoint.from_spec(model)
     name = adapter_name or free_adapter_name(start)
-    losses = _run_stage(
-        train_supervised, start, sources, settings, out, resume=resume, record=_record(context), name=name
+    _train(
+        train_supervised,
+        name,
+        start,
+        sources,
+        settings,
+        out=out,
+        resume=resume,
+        record=_record(context),
+        name=name,
     )
-    _report(out, name, losses)
 
 
 @train_app.command(name="all")
@@ -276,24 +281,24 @@ def train_all(
     mntp_texts = read_texts(mntp_data, text_field)
     sentences = read_texts(simcse_data, text_field)
     record = _record(context)
-    losses = _run_stage(
+    _train(
         train_mntp,
+        "mntp",
         StartingPoint.from_spec(model),
         mntp_texts,
         mntp_settings,
-        out,
+        out=out,
         resume=resume,
         record=record,
     )
-    _report(out, "mntp", losses)
-    losses = _run_stage(
+    _train(
         train_simcse,
+        "simcse",
         StartingPoint.from_spec(str(out)),
         sentences,
         simcse_settings,
-        out,
+        out=out,
         resume=resume,
         record=record,
         query_instruction=query_instruction,
     )
-    _report(out, "simcse", losses)
