@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from search_latency import build_store, percentiles, read_texts
 
-from llm2vec_search.search import english_stopwords, fts_query
+from llm2vec_search.indexing.search import english_stopwords, fts_query
 
 DEPTH = 50
 

@@ -27,9 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from llm2vec_search.encoder import Encoder
-from llm2vec_search.indexing.store import ChunkRow, FileRecord, Store
+from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.search import rank_queries
+from llm2vec_search.indexing.store import FileRecord, Store
 from llm2vec_search.indexing.vectors import VectorIndex
-from llm2vec_search.search import search_many
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
@@ -78,7 +79,7 @@ def build_store(folder: Path, texts: list[str], count: int) -> Store:
             path = f"docs/{first // 20:06d}.txt"
             store.begin_file(path, "text")
             rows = [
-                ChunkRow(0, path, i, texts[(first + i) % len(texts)], 0, 1, 1, 1, "")
+                Chunk(texts[(first + i) % len(texts)], 0, 1, 1, 1, "", path=path, ordinal=i)
                 for i in range(min(20, count - first))
             ]
             store.insert_pending_chunks(rows)
@@ -100,7 +101,7 @@ def time_queries(store, vectors, encoder, queries, mode: str, repeats: int) -> l
         began = time.perf_counter()
         vector = encoder.encode_queries([text])
         encoded = time.perf_counter()
-        search_many(store, vectors, lambda _texts, v=vector: v, [text], k=10, mode=mode)
+        rank_queries(store, vectors, [text], vector, k=10, mode=mode)
         done = time.perf_counter()
         totals.append(done - began)
         encodes.append(encoded - began)

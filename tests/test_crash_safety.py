@@ -1,5 +1,6 @@
-"""kill -9 during `l2v-search index`, at several points: the index stays searchable, and a rerun finishes
-with exactly the files and chunks of a clean build. Also: searching while another process writes."""
+"""kill -9 during an index update (as `l2v-search index` runs it), at several points: the index stays
+searchable, and a rerun finishes with exactly the files and chunks of a clean build. Also: searching while
+another process writes."""
 
 import os
 import signal
@@ -14,7 +15,6 @@ import pytest
 from llm2vec_search.indexing import Index
 
 FILE_COUNT = 400
-CHUNKING = ("--chunk-tokens", "16", "--overlap-tokens", "4")
 WORDS = [
     "river",
     "stone",
@@ -46,10 +46,20 @@ def setup(tmp_path, tiny_model_dir):
     return write_corpus(tmp_path / "corpus"), tmp_path / "indexes", tiny_model_dir
 
 
+# What `l2v-search index CORPUS --name NAME --index-dir ROOT --model MODEL` runs, committing after every batch
+# so that a kill can land between any two checkpoints.
+WRITER = """
+import sys
+from llm2vec_search.indexing import Index
+corpus, name, root, model = sys.argv[1:]
+with Index.open(name, root=root, model=model, create=True, chunk_tokens=16, overlap_tokens=4) as index:
+    index.update([corpus], checkpoint_seconds=0)
+"""
+
+
 def start_index(corpus: Path, root: Path, model: Path, name: str = "crash") -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_CHECKPOINT_SECONDS": "0"}
-    command = [sys.executable, "-m", "llm2vec_search", "index", str(corpus), "--name", name]
-    command += ["--index-dir", str(root), "--model", str(model), *CHUNKING]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", WRITER, str(corpus), name, str(root), str(model)]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -8,8 +8,9 @@ import sys
 import pytest
 from rich.console import Console
 
+from llm2vec_search.cli.eval_tables import results_tables, run_table
 from llm2vec_search.errors import L2VError
-from llm2vec_search.evaluation.report import append_result, load_results, results_tables, run_table
+from llm2vec_search.evaluation.report import append_result, load_results
 
 BM25 = {
     "task": "retrieval",

@@ -8,7 +8,8 @@ import pytest
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Document, Index
-from llm2vec_search.indexing.index import CHECKPOINT_SECONDS, LOCK_NAME, checkpoint_interval, resolve_index
+from llm2vec_search.indexing.location import LOCK_NAME, resolve_index
+from llm2vec_search.indexing.update import CHECKPOINT_SECONDS, checkpoint_interval
 from tests.conftest import tiny_encoder
 
 DOCS = {
@@ -194,18 +195,18 @@ def test_reconcile_repairs_an_interrupted_run(tmp_path, corpus, encoder):
     """Simulate the states a kill leaves: pending rows, orphan vectors, committed chunks without vectors."""
     import numpy as np
 
-    from llm2vec_search.indexing.store import ChunkRow
+    from llm2vec_search.indexing.chunking import Chunk
 
     with open_index(tmp_path, encoder) as index:
         index.update([corpus])
         committed = sorted(index.store.committed_chunk_ids())
         with index.store.transaction():
             index.store.insert_pending_chunks(
-                [ChunkRow(0, str(corpus / "dogs.txt"), 9, "half done", 0, 9, 1, 1, "")]
+                [Chunk("half done", 0, 9, 1, 1, "", path=str(corpus / "dogs.txt"), ordinal=9)]
             )
         index.vectors.add(np.array([10_000]), np.ones((1, 32), dtype=np.float32))  # orphan vector
         index.vectors.remove([committed[0]])  # a committed chunk whose vector never reached disk
-        index.save_vectors()
+        index.vectors.save(index.path / "vectors.faiss")
         summary = index.update([corpus])
         assert summary.files_changed == 1  # the file that lost a vector is re-indexed
         assert counts(index) == {"files": 3, "chunks": 3, "fts": 3, "faiss": 3}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from llm2vec_search.search import DEFAULT_MODE, Hit
+from llm2vec_search.indexing.search import DEFAULT_MODE, HIT_FIELDS
 
 DOCS = {
     "guide.md": (
@@ -30,7 +30,6 @@ DOCS = {
     "notes.txt": "The dog runs in the park with a ball.\nStock markets fell sharply after the news.\n",
     "code/fetch.py": 'def fetch_ball():\n    """Fetch the ball for the dog."""\n    return "ball"\n',
 }
-HIT_FIELDS = set(Hit.__dataclass_fields__)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BOLD_YELLOW = "\x1b[1;33m"
 
@@ -157,7 +156,7 @@ def test_json_has_query_settings_and_every_hit_field(workdir):
     assert 1 <= len(hits) <= 3
     assert [hit["rank"] for hit in hits] == list(range(1, len(hits) + 1))
     for hit in hits:
-        assert set(hit) == HIT_FIELDS
+        assert set(hit) == set(HIT_FIELDS)
         source = Path(hit["path"]).read_text()
         assert source[hit["start_char"] : hit["end_char"]] == hit["text"]
     assert any(hit["dense_score"] is not None for hit in hits)
@@ -169,7 +168,7 @@ def test_jsonl_prints_one_hit_per_line(workdir):
     assert result.returncode == 0, result.stderr
     hits = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(hits) == 2
-    assert all(set(hit) == HIT_FIELDS and hit["bm25_score"] is not None for hit in hits)
+    assert all(set(hit) == set(HIT_FIELDS) and hit["bm25_score"] is not None for hit in hits)
     assert {Path(hit["path"]).name for hit in hits} == {"notes.txt", "fetch.py"}
 
 

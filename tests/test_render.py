@@ -18,7 +18,8 @@ from llm2vec_search.cli.render import (
     query_terms,
     words_match,
 )
-from llm2vec_search.search import Hit
+from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.search import Hit
 
 FILLER = "Nothing to see in this sentence at all. " * 12
 
@@ -39,7 +40,9 @@ def make_hit(rank: int = 1, text: str = "The cat sat on the mat.", **fields) -> 
         bm25_score=None,
     )
     values.update(fields)
-    return Hit(**values)
+    chunk_fields = ("text", "start_char", "end_char", "start_line", "end_line", "heading", "path")
+    chunk = Chunk(**{name: values.pop(name) for name in chunk_fields}, id=values.pop("chunk_id"))
+    return Hit(**values, chunk=chunk)
 
 
 def test_query_terms_drop_stopwords_short_words_and_repeats():

@@ -7,7 +7,7 @@ import pytest
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
-from llm2vec_search.search import (
+from llm2vec_search.indexing.search import (
     Hit,
     english_stopwords,
     fts_query,

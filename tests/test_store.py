@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from llm2vec_search.errors import L2VError
-from llm2vec_search.indexing.store import FORMAT_VERSION, ChunkRow, FileRecord, Store
+from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.store import FORMAT_VERSION, FileRecord, Store
 from llm2vec_search.indexing.vectors import VectorIndex, ivf_lists, wanted_kind
 
 
-def chunk(path: str, ordinal: int, text: str, heading: str = "") -> ChunkRow:
-    return ChunkRow(0, path, ordinal, text, 0, len(text), 1, 1, heading)
+def chunk(path: str, ordinal: int, text: str, heading: str = "") -> Chunk:
+    return Chunk(text, 0, len(text), 1, 1, heading, path=path, ordinal=ordinal)
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_grad_cache_rerun_draws_the_same_dropout(base_dir):
     first_pass, rerun = [], []
 
     def embed(chunk):
-        vectors = stage.encoder._forward(chunk)
+        vectors = stage.encoder.forward(chunk)
         (rerun if torch.is_grad_enabled() else first_pass).append(vectors.detach().clone())
         return vectors
 

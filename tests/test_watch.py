@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
-from llm2vec_search.indexing.index import LOCK_NAME
+from llm2vec_search.indexing.location import LOCK_NAME
 from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 import typer
 from rich.console import Console
 
-from ..search import DEFAULT_DENSE_WEIGHT
+from ..indexing.search import DEFAULT_DENSE_WEIGHT
 
 app = typer.Typer(
     name="l2v-search",

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from rich import filesize
 from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
 from ..errors import L2VError
 from .app import app, console, err_console
-from .index_cmd import IndexDirOption, human_bytes
+from .index_cmd import IndexDirOption
 from .serve_cmd import DEFAULT_HOST, DEFAULT_PORT, check_port_free
 
 
@@ -51,7 +52,7 @@ def _models() -> Iterator[Finding]:
 
     cache = cache_dir()
     size = sum(path.stat().st_size for path in cache.rglob("*") if path.is_file()) if cache.is_dir() else 0
-    yield Finding("models", "cache", f"{cache} ({human_bytes(size)})")
+    yield Finding("models", "cache", f"{cache} ({filesize.decimal(size)})")
     for row in model_status():
         state = "converted" if row.converted else "not converted yet" if row.installed else "not installed"
         problem = None
@@ -67,7 +68,7 @@ def _models() -> Iterator[Finding]:
 def _indexes(index_dir: Path | None) -> Iterator[Finding]:
     from ..encoder.encoder import model_fingerprint
     from ..indexing import Index
-    from ..indexing.index import index_root, list_indexes
+    from ..indexing.location import index_root, list_indexes
 
     root = index_root(index_dir).absolute()
     names = list_indexes(root)
@@ -123,7 +124,7 @@ def _server() -> Iterator[Finding]:
         "serve",
         "limits",
         f"k ≤ {limits.max_k}, {limits.max_inputs} inputs of ≤ {limits.max_text_chars} characters, "
-        f"bodies ≤ {human_bytes(limits.max_body_bytes)}",
+        f"bodies ≤ {filesize.decimal(limits.max_body_bytes)}",
     )
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..search import DEFAULT_MODE
-from .app import DenseWeightOption, DeviceOption, DtypeOption, ModelOption, app, console, err_console
+from ..indexing.search import DEFAULT_MODE, check_query
+from .app import DenseWeightOption, DeviceOption, DtypeOption, ModelOption, app, console
+from .progress import ProgressBars
 
 REPORT_FILE_WIDTH = 160
 
@@ -65,7 +65,8 @@ def _settings(model: str, encoder, causal: bool) -> dict:
 
 
 def _emit(record: dict, as_json: bool, output: Path | None) -> None:
-    from ..evaluation.report import append_result, run_table
+    from ..evaluation.report import append_result
+    from .eval_tables import run_table
 
     if output is not None:
         append_result(output, record)
@@ -73,35 +74,6 @@ def _emit(record: dict, as_json: bool, output: Path | None) -> None:
         print(json.dumps(record))
     else:
         console.print(run_table(record))
-
-
-class _Bars:
-    """Rich progress bars on stderr, one per phase ("index", "search"), fed by the evaluation's callback."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:>9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,  # no bar debris in logs or captured output
-        )
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase not in self.tasks:
-            label = {"index": "documents", "search": "queries"}.get(phase, phase)
-            self.tasks[phase] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)
-
-    def __enter__(self) -> "_Bars":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
 
 
 @eval_app.command()
@@ -136,14 +108,21 @@ def retrieval(
     --mode on the same model and chunking reuses the embedded corpus.
     """
     from ..evaluation.beir import load_beir
-    from ..evaluation.retrieval import check_mode, run_retrieval
+    from ..evaluation.retrieval import run_retrieval
 
-    check_mode(mode)
+    check_query(mode)
     dataset = load_beir(dataset_dir, split)
     encoder = _load_encoder(model, max_length, causal, pooling, device, dtype, query_instruction)
-    with _Bars() as bars:
+    labels = {"index": "documents", "search": "queries"}
+    with ProgressBars() as bars:
         result = run_retrieval(
-            dataset, encoder, mode, chunk_tokens, overlap_tokens, progress=bars, dense_weight=dense_weight
+            dataset,
+            encoder,
+            mode,
+            chunk_tokens,
+            overlap_tokens,
+            progress=lambda phase, done, total: bars.update(labels[phase], done, total),
+            dense_weight=dense_weight,
         )
     record = {
         "task": "retrieval",
@@ -186,7 +165,9 @@ def sts(
 
     pairs = load_sts(file)
     encoder = _load_encoder(model, max_length, causal, pooling, device, dtype)
-    result = evaluate_sts(encoder, pairs, show_progress=not as_json)
+    with ProgressBars() as bars:
+        embedded = None if as_json else lambda done, total: bars.update("embedding", done, total)
+        result = evaluate_sts(encoder, pairs, progress=embedded)
     record = {
         "task": "sts",
         **_settings(model, encoder, causal),
@@ -202,7 +183,8 @@ def sts(
 @eval_app.command()
 def report(file: Path = typer.Argument(..., help="A results file written with --output.")) -> None:
     """Show every run saved in FILE side by side, one table per task, the best figure per dataset in bold."""
-    from ..evaluation.report import load_results, results_tables
+    from ..evaluation.report import load_results
+    from .eval_tables import results_tables
 
     # Piped to a file, the table keeps its full width instead of the 80 columns Rich assumes.
     out = console if console.is_terminal else Console(width=REPORT_FILE_WIDTH)

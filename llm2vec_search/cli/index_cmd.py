@@ -1,18 +1,20 @@
 """`l2v-search index` (build or update an index from folders) and `l2v-search status` (what it holds)."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich import filesize
 from rich.table import Table
 
 from ..errors import L2VError
 from .app import DeviceOption, DtypeOption, app, console, err_console
+from .progress import ProgressBars
 
 if TYPE_CHECKING:
-    from ..indexing import Index, IndexStatus, UpdateSummary
+    from ..indexing import Index, IndexStatus, UpdateProgress, UpdateSummary
 
 IndexDirOption = typer.Option(
     None,
@@ -25,60 +27,20 @@ NameOption = typer.Option(
 )
 
 
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+def show_update(bars: ProgressBars) -> "Callable[[UpdateProgress], None]":
+    """`Index.update`'s progress as bars: files hashed, then bytes of changed files embedded (chunks/s)."""
 
-
-class _ProgressView:
-    """Rich progress on stderr: files hashed, then bytes of changed files embedded, with chunks/s and ETA."""
-
-    def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.tasks: dict[str, TaskID] = {}
-        self.started = False
-
-    def __enter__(self) -> "_ProgressView":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.started:
-            self.bar.stop()
-
-    def __call__(self, event) -> None:
-        if not self.started:  # started on the first event, so an early error prints nothing but itself
-            self.bar.start()
-            self.started = True
+    def show(event: "UpdateProgress") -> None:
         if event.phase == "scan":
-            self._task(
-                "checking files",
-                event.files_total,
-                event.files_done,
-                f"{event.files_done}/{event.files_total}",
-            )
+            bars.update("checking files", event.files_done, event.files_total)
             return
         speed = event.chunks_embedded / event.seconds if event.seconds > 0 else 0.0
         detail = (
             f"{event.files_done}/{event.files_total} files, {event.chunks_embedded} chunks ({speed:.1f}/s)"
         )
-        self._task("embedding", max(event.bytes_total, 1), event.bytes_done, detail)
+        bars.update("embedding", event.bytes_done, max(event.bytes_total, 1), detail=detail)
 
-    def _task(self, label: str, total: int, done: int, detail: str) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.bar.add_task(label, total=total, detail="")
-        self.bar.update(self.tasks[label], total=total, completed=done, detail=detail)
+    return show
 
 
 @app.command("index")
@@ -139,8 +101,8 @@ def index_command(
         device=device,
         dtype=dtype,
     ) as index:
-        with _ProgressView() as view:
-            summary = index.update(paths, include=include, exclude=exclude, progress=view)
+        with ProgressBars(detail="{task.fields[detail]}") as bars:
+            summary = index.update(paths, include=include, exclude=exclude, progress=show_update(bars))
         _print_summary(summary, index.status())
         if watch:
             _watch(index, paths, include, exclude, debounce)
@@ -160,7 +122,7 @@ def _print_summary(summary: "UpdateSummary", status: "IndexStatus") -> None:
         ("chunks removed", summary.chunks_removed),
         ("time", f"{summary.seconds:.1f} s"),
         ("index now", f"{status.files} files, {status.chunks} chunks"),
-        ("size on disk", human_bytes(status.size_bytes)),
+        ("size on disk", filesize.decimal(status.size_bytes)),
     ):
         table.add_row(label, str(value))
     console.print(table)
@@ -208,7 +170,7 @@ def status_command(
 ) -> None:
     """Show what an index holds: files, chunks, model, dimension, size on disk, last run."""
     from ..indexing import Index
-    from ..indexing.index import damaged
+    from ..indexing.location import damaged
 
     with Index.open(name, root=index_dir) as index:
         problems = index.check() if check else []
@@ -234,7 +196,7 @@ def status_command(
         ("pooling", status.pooling),
         ("chunking", f"{status.chunk_tokens} tokens, {status.overlap_tokens} overlap"),
         ("vector index", f"{status.vector_index} (type {status.index_type})"),
-        ("size on disk", human_bytes(status.size_bytes)),
+        ("size on disk", filesize.decimal(status.size_bytes)),
         ("created", status.created_at),
         (
             "last run",

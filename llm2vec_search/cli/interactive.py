@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import L2VError
-from ..search import DEFAULT_DENSE_WEIGHT, check_settings
+from ..indexing.search import DEFAULT_DENSE_WEIGHT, check_query
 from .app import console, err_console
-from .query_cmd import print_hits
-from .render import hit_details
+from .render import hit_details, print_hits
 
 if TYPE_CHECKING:
     from ..indexing import Index
-    from ..search import Hit
+    from ..indexing.search import Hit
 
 PROMPT = "search> "
 HISTORY_FILE = "history"
@@ -154,11 +153,11 @@ class SearchSession:
         elif name == "k":
             if not argument.isdigit():
                 raise L2VError(f":k needs a whole number, got {argument!r}")
-            check_settings(int(argument), self.mode)
+            check_query(self.mode, int(argument))
             self.k = int(argument)
             say(f"k is now {self.k}")
         elif name == "mode":
-            check_settings(self.k, argument)
+            check_query(argument, self.k)
             self.mode = argument
             self._load_model()
             say(f"mode is now {self.mode}")

@@ -5,23 +5,11 @@ from pathlib import Path
 import typer
 
 from ..errors import L2VError
-from ..search import DEFAULT_MODE, check_settings
-from .app import DenseWeightOption, DeviceOption, DtypeOption, app, console, err_console
+from ..indexing.search import DEFAULT_MODE, check_query
+from .app import DenseWeightOption, DeviceOption, DtypeOption, app, err_console
 from .index_cmd import IndexDirOption, NameOption
 
 EXIT_NO_HITS = 1
-
-
-def print_hits(hits, query: str) -> None:
-    """A table on a terminal; plain text blocks when stdout is a pipe or a file; nothing for no hits."""
-    from .render import hits_plain, hits_table
-
-    if not hits:
-        return
-    if console.is_terminal:
-        console.print(hits_table(hits, query))
-    else:
-        print(hits_plain(hits, query))
 
 
 @app.command("query")
@@ -44,13 +32,11 @@ def query_command(
     dtype: str = DtypeOption,
 ) -> None:
     """Search an index. Exit code 0 when something was found, 1 when nothing was, 2 on an error."""
-    check_settings(k, mode)
+    check_query(mode, k, text)
     if as_json and as_jsonl:
         raise L2VError("choose one of --json and --jsonl")
     if (as_json or as_jsonl) and (interactive or text is None):
         raise L2VError("--json and --jsonl need a query TEXT (they are for one-shot searches)")
-    if text is not None and not text.strip():
-        raise L2VError("the query is empty")
     from ..indexing import Index
 
     with Index.open(name, root=index_dir, device=device, dtype=dtype) as index:
@@ -69,6 +55,8 @@ def query_command(
         if output:
             print(output)
     else:
+        from .render import print_hits
+
         print_hits(hits, text)
         if not hits:
             err_console.print("no hits")

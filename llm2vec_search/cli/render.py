@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
-from ..search import Hit
+from ..indexing.search import Hit
+from .app import console
 
 SNIPPET_CHARS = 220
 # Words too common to be worth highlighting.
@@ -196,3 +197,13 @@ def hit_details(hit: Hit) -> tuple[str, str]:
     heading = f"  [{hit.heading}]" if hit.heading else ""
     header = f"{hit.rank}. {location(hit)}  chars {hit.start_char}-{hit.end_char}{heading}"
     return header, hit.text
+
+
+def print_hits(hits: Sequence[Hit], query: str) -> None:
+    """A table on a terminal; plain text blocks when stdout is a pipe or a file; nothing for no hits."""
+    if not hits:
+        return
+    if console.is_terminal:
+        console.print(hits_table(hits, query))
+    else:
+        print(hits_plain(hits, query))

@@ -2,11 +2,17 @@
 
 import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .app import ModelOption, app, console
+from .progress import ProgressBars
+
+if TYPE_CHECKING:
+    from ..training.loop import TrainStep
 
 train_app = typer.Typer(
     help="Train an encoder: MNTP, then SimCSE (`all` runs both), or supervised on (query, positive) pairs.",
@@ -78,7 +84,17 @@ def _record(context: typer.Context) -> dict:
     return {"cli": dict(context.params)}
 
 
-def _report(out: Path, stage: str, losses: list[float] | None) -> None:
+def _train(train: "Callable[..., list[float] | None]", stage: str, *args, out: Path, **options) -> None:
+    """Run a training function (`train_mntp`, ...) with a bar per stage on stderr (steps done, loss, steps/s,
+    time left), then say what it did; `args` and `options` are the function's."""
+    detail = "{task.completed}/{task.total} loss {task.fields[loss]} {task.fields[rate]} steps/s"
+    with ProgressBars(detail=detail, transient=False) as bars:
+
+        def show(step: "TrainStep") -> None:
+            loss, rate = f"{step.loss:.4f}", f"{step.steps_per_second:.2f}"
+            bars.update(step.stage, step.step, step.steps, loss=loss, rate=rate)
+
+        losses = train(*args, out, on_step=show, **options)
     if losses is None:
         console.print(f"{stage}: already trained in {out}")
     elif losses:
@@ -103,16 +119,17 @@ def mntp(
 
     settings = MNTPSettings(**shared, **({"mask_prob": mask_prob} if mask_prob is not None else {}))
     texts = read_texts(data, text_field)
-    losses = train_mntp(
+    _train(
+        train_mntp,
+        "mntp",
         StartingPoint.from_spec(model),
         texts,
         settings,
-        out,
+        out=out,
         resume=resume,
         record=_record(context),
         query_instruction=query_instruction,
     )
-    _report(out, "mntp", losses)
 
 
 def _contrastive_options(shared: dict, **options) -> dict:
@@ -147,16 +164,17 @@ def simcse(
         **_contrastive_options(shared, dropout=dropout, temperature=temperature, mini_batch=mini_batch)
     )
     sentences = read_texts(data, text_field)
-    losses = train_simcse(
+    _train(
+        train_simcse,
+        "simcse",
         StartingPoint.from_spec(model),
         sentences,
         settings,
-        out,
+        out=out,
         resume=resume,
         record=_record(context),
         query_instruction=query_instruction,
     )
-    _report(out, "simcse", losses)
 
 
 @train_app.command()
@@ -216,10 +234,17 @@ def supervised(
     sources = read_sources(data, instructions)
     start = StartingPoint.from_spec(model)
     name = adapter_name or free_adapter_name(start)
-    losses = train_supervised(
-        start, sources, settings, out, resume=resume, record=_record(context), name=name
+    _train(
+        train_supervised,
+        name,
+        start,
+        sources,
+        settings,
+        out=out,
+        resume=resume,
+        record=_record(context),
+        name=name,
     )
-    _report(out, name, losses)
 
 
 @train_app.command(name="all")
@@ -256,17 +281,24 @@ def train_all(
     mntp_texts = read_texts(mntp_data, text_field)
     sentences = read_texts(simcse_data, text_field)
     record = _record(context)
-    losses = train_mntp(
-        StartingPoint.from_spec(model), mntp_texts, mntp_settings, out, resume=resume, record=record
+    _train(
+        train_mntp,
+        "mntp",
+        StartingPoint.from_spec(model),
+        mntp_texts,
+        mntp_settings,
+        out=out,
+        resume=resume,
+        record=record,
     )
-    _report(out, "mntp", losses)
-    losses = train_simcse(
+    _train(
+        train_simcse,
+        "simcse",
         StartingPoint.from_spec(str(out)),
         sentences,
         simcse_settings,
-        out,
+        out=out,
         resume=resume,
         record=record,
         query_instruction=query_instruction,
     )
-    _report(out, "simcse", losses)

@@ -3,7 +3,7 @@
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,10 +267,11 @@ class Encoder:
         instruction: str | None = None,
         batch_size: int = 64,
         normalize: bool = True,
-        show_progress: bool = False,
+        progress: Callable[[int, int], None] | None = None,
         max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     ) -> np.ndarray:
-        """Embed `texts` into a (len(texts), dim) float32 array, in input order.
+        """Embed `texts` into a (len(texts), dim) float32 array, in input order; `progress` gets (texts
+        embedded, texts) after each batch.
 
         Texts are sorted by length and batched by a padded-token budget (`max_batch_tokens`, at most
         `batch_size` texts), which wastes little compute on padding. Texts longer than `max_length` tokens are
@@ -290,21 +291,21 @@ class Encoder:
             )
         order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
         output = np.zeros((len(items), self.dim), dtype=np.float32)
-        progress = _ProgressBar(len(items)) if show_progress else None
+        done = 0
         for batch in _token_budget_batches(order, items, batch_size, max_batch_tokens):
-            vectors = self._forward([items[i] for i in batch])
+            vectors = self.forward([items[i] for i in batch])
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             output[batch] = vectors.cpu().numpy()
             stats.batches += 1
+            done += len(batch)
             if progress:
-                progress.advance(len(batch))
-        if progress:
-            progress.close()
+                progress(done, len(items))
         return output
 
-    def _forward(self, batch: list[Tokenized]) -> torch.Tensor:
-        """Right-pad a batch, run the model and pool; returns float32 (batch, dim)."""
+    def forward(self, batch: list[Tokenized]) -> torch.Tensor:
+        """Right-pad a batch, run the model and pool; returns float32 (batch, dim), with gradients when the
+        caller allows them (training runs its batches through here)."""
         width = max(len(item.ids) for item in batch)
         pad_id = self.tokenizer.pad_token_id
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -360,25 +361,6 @@ def _fingerprint(identity: str, adapter_dirs: list[Path], pooling: str, bidirect
         for path in sorted(directory.glob("adapter_model.*")):
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-class _ProgressBar:
-    """A transient Rich progress bar over texts."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-        )
-        self._task = self._bar.add_task("embed", total=total)
-        self._bar.start()
-
-    def advance(self, count: int) -> None:
-        self._bar.advance(self._task, count)
-
-    def close(self) -> None:
-        self._bar.stop()
 
 
 __all__ = ["EncodeStats", "Encoder", "choose_dtype", "pick_device"]

@@ -5,7 +5,7 @@
 
 from .beir import BeirDataset, load_beir
 from .metrics import METRICS, mean_metrics, per_query_metrics
-from .report import append_result, load_results, results_tables
+from .report import append_result, load_results
 from .sts import StsPair, StsResult, evaluate_sts, load_sts, spearman
 
 __all__ = [
@@ -20,6 +20,5 @@ __all__ = [
     "load_sts",
     "mean_metrics",
     "per_query_metrics",
-    "results_tables",
     "spearman",
 ]

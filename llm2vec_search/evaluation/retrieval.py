@@ -17,10 +17,10 @@ import numpy as np
 
 from ..encoder import Encoder
 from ..encoder.models import cache_dir
-from ..errors import L2VError
 from ..indexing.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
-from ..indexing.index import SPECIAL_TOKEN_ROOM, Index
-from ..search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, SEARCH_MODES
+from ..indexing.index import Index
+from ..indexing.search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, check_query
+from ..indexing.settings import SPECIAL_TOKEN_ROOM
 from .beir import BeirDataset
 from .metrics import mean_metrics
 
@@ -68,11 +68,6 @@ class LexicalOnlyEncoder:
 
     def encode(self, texts: Sequence[str], **_) -> np.ndarray:
         return np.zeros((len(texts), self.dim), dtype=np.float32)
-
-
-def check_mode(mode: str) -> None:
-    if mode not in SEARCH_MODES:
-        raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
 
 
 def eval_index_path(
@@ -193,7 +188,7 @@ def run_retrieval(
 ) -> RetrievalResult:
     """Index the corpus (or reuse the cached index), search every judged query, and score the rankings
     (`dense_weight` and `query_vectors` as in `rank_documents`)."""
-    check_mode(mode)
+    check_query(mode)
     chunk_tokens, overlap_tokens = eval_chunking(encoder.max_length, chunk_tokens, overlap_tokens)
     indexing_encoder = LexicalOnlyEncoder(encoder) if mode == "bm25" else encoder
     started = time.perf_counter()
@@ -232,7 +227,6 @@ __all__ = [
     "LexicalOnlyEncoder",
     "RetrievalResult",
     "build_eval_index",
-    "check_mode",
     "eval_index_path",
     "rank_documents",
     "run_retrieval",

@@ -6,7 +6,7 @@ Two tab-separated formats, told apart by the first line's field count:
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +107,14 @@ def spearman(predicted: Sequence[float], gold: Sequence[float]) -> float:
     return float(spearmanr(predicted, gold).statistic) * 100
 
 
-def evaluate_sts(encoder, pairs: Sequence[StsPair], show_progress: bool = False) -> StsResult:
-    """Embed each distinct sentence once and correlate pair cosines with the gold scores."""
+def evaluate_sts(
+    encoder, pairs: Sequence[StsPair], progress: Callable[[int, int], None] | None = None
+) -> StsResult:
+    """Embed each distinct sentence once and correlate pair cosines with the gold scores; `progress` gets
+    (sentences embedded, sentences) as `Encoder.encode` goes."""
     started = time.perf_counter()
     sentences = list(dict.fromkeys(s for pair in pairs for s in (pair.first, pair.second)))
-    vectors = encoder.encode(sentences, show_progress=show_progress)
+    vectors = encoder.encode(sentences, progress=progress)
     row = {sentence: i for i, sentence in enumerate(sentences)}
     first = vectors[[row[pair.first] for pair in pairs]]
     second = vectors[[row[pair.second] for pair in pairs]]

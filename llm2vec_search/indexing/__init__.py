@@ -1,18 +1,28 @@
-"""Indexing: discover files, extract text, chunk it, and keep vectors and metadata in an index."""
+"""Indexing: files → chunks → vectors → index → hits.
 
-from .chunking import Chunk, chunk_document
-from .discover import discover
-from .extract import Document, extract
-from .index import Index, IndexStatus, UpdateProgress, UpdateSummary
+`discover` finds files, `extract` reads their text, `chunking` cuts it into chunks, `update` embeds and
+stores them (`store`: SQLite and FTS5; `vectors`: FAISS), `search` ranks them; `location` and `settings`
+say where an index lives and what it was built with; `Index` is the front over all of it.
 
-__all__ = [
-    "Chunk",
-    "Document",
-    "Index",
-    "IndexStatus",
-    "UpdateProgress",
-    "UpdateSummary",
-    "chunk_document",
-    "discover",
-    "extract",
-]
+The public names are imported lazily, so that reading a constant from `indexing.search` does not load FAISS.
+"""
+
+from importlib import import_module
+
+_LAZY = {
+    "Chunk": "chunking",
+    "Document": "extract",
+    "Hit": "search",
+    "Index": "index",
+    "IndexStatus": "index",
+    "IndexSettings": "settings",
+    "UpdateProgress": "update",
+    "UpdateSummary": "update",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

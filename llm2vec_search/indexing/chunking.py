@@ -35,7 +35,10 @@ RST_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1+[ \t]*$")
 
 @dataclass
 class Chunk:
-    """A slice of a document: `text == document.text[start_char:end_char]`; lines are 1-based, inclusive."""
+    """A slice of a document: `text == document.text[start_char:end_char]`; lines are 1-based, inclusive.
+
+    The one chunk model from chunker to hit: once stored it also has its `id` (the FAISS id), its file's
+    `path` and its `ordinal` in that file."""
 
     text: str
     start_char: int
@@ -43,6 +46,9 @@ class Chunk:
     start_line: int
     end_line: int
     heading: str
+    id: int = 0
+    path: str = ""
+    ordinal: int = 0
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,11 @@ def path_key(path: Path | str) -> str:
     return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
 
 
+def is_under(path: str, roots: Sequence[str]) -> bool:
+    """Whether `path` is one of `roots` or inside one (plain string paths, no file system access)."""
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
 def discover(
     paths: Sequence[Path],
     include: Sequence[str] = (),

@@ -16,24 +16,28 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import L2VError
+from .chunking import Chunk
 
 FORMAT_VERSION = 1
 DB_NAME = "index.db"
 BUSY_TIMEOUT_SECONDS = 30.0
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
-CHUNK_COLUMNS = ", ".join(
-    f"chunks.{name}"
-    for name in (
-        "id",
-        "path",
-        "ordinal",
-        "text",
-        "start_char",
-        "end_char",
-        "start_line",
-        "end_line",
-        "heading",
-    )
+# In the order of `Chunk`'s fields, so that a row is `Chunk(*row)`.
+CHUNK_FIELDS = (
+    "text",
+    "start_char",
+    "end_char",
+    "start_line",
+    "end_line",
+    "heading",
+    "id",
+    "path",
+    "ordinal",
+)
+CHUNK_COLUMNS = ", ".join(f"chunks.{name}" for name in CHUNK_FIELDS)
+_INSERTED = [name for name in CHUNK_FIELDS if name != "id"]
+INSERT_PENDING_CHUNK = (
+    f"INSERT INTO chunks({', '.join(_INSERTED)}, committed) VALUES ({', '.join('?' * len(_INSERTED))}, 0)"
 )
 
 
@@ -46,21 +50,6 @@ class FileRecord:
     mtime_ns: int
     size: int
     kind: str
-
-
-@dataclass
-class ChunkRow:
-    """A chunk as stored, with its file path."""
-
-    id: int
-    path: str
-    ordinal: int
-    text: str
-    start_char: int
-    end_char: int
-    start_line: int
-    end_line: int
-    heading: str
 
 
 def now_iso() -> str:
@@ -215,10 +204,6 @@ class Store:
             raise
         self.conn.execute("COMMIT")
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits; cheap way to notice outside writes."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
-
     # info
     def get_info(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
@@ -274,24 +259,11 @@ class Store:
             self.conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
         return ids
 
-    def insert_pending_chunks(self, rows: Sequence[ChunkRow]) -> list[int]:
+    def insert_pending_chunks(self, rows: Sequence[Chunk]) -> list[int]:
         """Insert chunks not yet visible to searches; returns their new ids in order."""
         ids = []
         for row in rows:
-            cursor = self.conn.execute(
-                "INSERT INTO chunks(path, ordinal, text, start_char, end_char, start_line, end_line, "
-                "heading, committed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (
-                    row.path,
-                    row.ordinal,
-                    row.text,
-                    row.start_char,
-                    row.end_char,
-                    row.start_line,
-                    row.end_line,
-                    row.heading,
-                ),
-            )
+            cursor = self.conn.execute(INSERT_PENDING_CHUNK, [getattr(row, name) for name in _INSERTED])
             ids.append(int(cursor.lastrowid))
         return ids
 
@@ -319,9 +291,9 @@ class Store:
             )
             self.conn.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
 
-    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """Committed chunks among `ids`; ids of deleted or pending chunks are simply absent."""
-        found: dict[int, ChunkRow] = {}
+        found: dict[int, Chunk] = {}
         for start in range(0, len(ids), 500):
             part = [int(i) for i in ids[start : start + 500]]
             marks = ",".join("?" * len(part))
@@ -329,7 +301,7 @@ class Store:
                 f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE committed = 1 AND id IN ({marks})",
                 part,
             ).fetchall()
-            found.update((row[0], ChunkRow(*row)) for row in rows)
+            found.update((chunk.id, chunk) for chunk in (Chunk(*row) for row in rows))
         return found
 
     def counts(self) -> tuple[int, int]:
@@ -342,7 +314,7 @@ class Store:
         """Rows in the FTS index (for consistency checks)."""
         return int(self.conn.execute("SELECT count(*) FROM chunks_fts_docsize").fetchone()[0])
 
-    def bm25(self, fts_query: str, limit: int, path_filter=None) -> list[tuple[ChunkRow, float]]:
+    def bm25(self, fts_query: str, limit: int, path_filter=None) -> list[tuple[Chunk, float]]:
         """Committed chunks matching an FTS5 query, best first, with a higher-is-better BM25 score."""
         sql = (
             f"SELECT {CHUNK_COLUMNS}, bm25(chunks_fts, 1.0, 0.5) AS score "
@@ -353,4 +325,4 @@ class Store:
             self.conn.create_function("l2v_path_matches", 1, path_filter, deterministic=True)
             sql += " AND l2v_path_matches(chunks.path)"
         rows = self.conn.execute(sql + " ORDER BY score LIMIT ?", (fts_query, limit)).fetchall()
-        return [(ChunkRow(*row[:9]), -float(row[9])) for row in rows]
+        return [(Chunk(*row[:-1]), -float(row[-1])) for row in rows]

@@ -11,7 +11,9 @@ from pathlib import Path
 from threading import Event
 
 from ..errors import L2VError
-from .index import Index, UpdateSummary, _retired_folder, _staging_folder
+from .index import Index
+from .location import own_folders
+from .update import UpdateSummary
 
 
 def watch_index(
@@ -36,13 +38,12 @@ def watch_index(
     """
     from watchfiles import DefaultFilter, watch
 
-    own_folders = [index.path, _staging_folder(index.path), _retired_folder(index.path)]
     quiet_ms = max(1, round(quiet_s * 1000))
     ready = False
     failed: str | None = None  # the last failure's message, until an update succeeds
     for changes in watch(
         *paths,
-        watch_filter=DefaultFilter(ignore_paths=[str(folder) for folder in own_folders]),
+        watch_filter=DefaultFilter(ignore_paths=[str(folder) for folder in own_folders(index.path)]),
         step=quiet_ms,
         debounce=max(quiet_ms, round(max_wait_s * 1000)),
         rust_timeout=quiet_ms,

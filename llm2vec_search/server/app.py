@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import L2VError
-from ..search import DEFAULT_MODE, SEARCH_MODES
+from ..indexing.search import DEFAULT_MODE, SEARCH_MODES
 from .backend import Backend, UnknownIndex, UnknownModel
 from .security import ApiKeyMiddleware, BodyLimitMiddleware, LoopbackHostMiddleware
 

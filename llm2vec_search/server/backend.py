@@ -67,22 +67,17 @@ class ServedIndex:
         path_glob: str | None,
     ) -> list:
         """Search with a query vector that `embedded_by` made beforehand (both None for BM25)."""
-        from ..search import search_many
-
-        encoded = None if vector is None else vector[None, :]
         with self.lock:
+            self.index.refresh()  # now, so that the check below holds for the index searched
             if embedded_by is not None and embedded_by.encoder.fingerprint != self.fingerprint():
                 raise L2VError(
                     f"index '{self.name}' was just rebuilt with another model; send the search again"
                 )
-            vectors = self.index.vectors if mode != "bm25" else None
-            return search_many(
-                self.index.store, vectors, lambda _texts: encoded, [query], k, mode, path_glob
-            )[0]
+            return self.index.search(query, k, mode, path_glob, query_vector=vector)
 
     def fingerprint(self) -> str:
         """The fingerprint of the model the index on disk was built with (as last re-read)."""
-        return self.index.store.get_info("fingerprint")
+        return self.index.settings.fingerprint
 
     def describe(self) -> dict:
         with self.lock:

@@ -19,9 +19,9 @@ from pydantic import Field, ValidationError
 
 from .. import __version__
 from ..errors import L2VError
+from ..indexing.discover import is_under
 from ..indexing.extract import SkipFile, extract
-from ..indexing.index import is_under
-from ..search import DEFAULT_MODE, Hit
+from ..indexing.search import DEFAULT_MODE, Hit
 from .app import Limits
 from .backend import Backend, ServedIndex
 

@@ -36,6 +36,20 @@ FREE_ON_RESUME = {"save_every", "device"}
 
 
 @dataclass
+class TrainStep:
+    """Passed to the `on_step` callback after each optimizer step: where the stage is, its loss, its pace."""
+
+    stage: str
+    step: int
+    steps: int
+    loss: float
+    steps_per_second: float
+
+
+StepCallback = Callable[[TrainStep], None]
+
+
+@dataclass
 class TrainSettings:
     """Options every stage shares; stages subclass this with their own and their recipe's defaults."""
 
@@ -118,6 +132,7 @@ def run_stage(
     resume: bool = False,
     record: dict | None = None,
     query_instruction: str | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[float] | None:
     """Check the settings and the output directory, build the stage (loading the model), train it, and list
     its adapter in `out_dir/l2v-model.json`. Returns the step losses, or None when a resumed run finds the
@@ -126,17 +141,23 @@ def run_stage(
     if not prepare_output(out_dir, start, name, resume):
         log.info("%s is already trained in %s", name, out_dir)
         return None
-    losses = train(build(), settings, out_dir, resume=resume, record=record)
+    losses = train(build(), settings, out_dir, resume=resume, record=record, on_step=on_step)
     record_stage(out_dir, start, name, query_instruction)
     return losses
 
 
 def train(
-    stage: Stage, settings: TrainSettings, out_dir: Path, *, resume: bool = False, record: dict | None = None
+    stage: Stage,
+    settings: TrainSettings,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    record: dict | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[float]:
     """Run `settings.steps` optimizer steps of `stage`; save the adapter as `out_dir/<stage.name>/`.
 
-    Returns the loss of every step run in this call.
+    Returns the loss of every step run in this call; `on_step` hears of each step as it ends.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = out_dir / CHECKPOINTS / stage.name
@@ -167,7 +188,7 @@ def train(
     losses: list[float] = []
     began = time.perf_counter()
     stage.model.train()
-    with _Progress(stage.name, settings.steps, start) as progress, log_path.open("a") as log_file:
+    with log_path.open("a") as log_file:
         step = start
         try:
             for step in range(start, settings.steps):
@@ -194,7 +215,10 @@ def train(
                 row = {"step": step + 1, "loss": round(loss, 6), "lr": lr, "seconds": round(elapsed, 2)}
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
-                progress.update(step + 1, loss, (step + 1 - start) / elapsed)
+                if on_step:
+                    on_step(
+                        TrainStep(stage.name, step + 1, settings.steps, loss, (step + 1 - start) / elapsed)
+                    )
                 if (step + 1) % settings.save_every == 0 or step + 1 == settings.steps:
                     _save_checkpoint(
                         checkpoints, step + 1, stage.model, optimizer, scheduler, scaler, settings
@@ -318,32 +342,3 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     axes.legend()
     figure.tight_layout()
     figure.savefig(png_path, dpi=100)
-
-
-class _Progress:
-    """Rich progress on stderr: steps done, loss, steps/s and time left."""
-
-    def __init__(self, name: str, total: int, done: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn(f"[bold]{name}[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[rate]} steps/s"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._bar.add_task(name, total=total, completed=done, loss="—", rate="—")
-
-    def __enter__(self) -> "_Progress":
-        self._bar.start()
-        return self
-
-    def update(self, done: int, loss: float, rate: float) -> None:
-        self._bar.update(self._task, completed=done, loss=f"{loss:.4f}", rate=f"{rate:.2f}")
-
-    def __exit__(self, *exc_info) -> None:
-        self._bar.stop()

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import L2VError
 from .data import batched, mask_for_mntp, mntp_mask_id, packed_blocks
-from .loop import TrainSettings, run_stage, training_precision
+from .loop import StepCallback, TrainSettings, run_stage, training_precision
 from .losses import mntp_loss
 from .setup import StartingPoint, add_lora, load_causal_lm, load_tokenizer
 
@@ -81,6 +81,7 @@ def train_mntp(
     resume: bool = False,
     record: dict | None = None,
     query_instruction: str | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[float] | None:
     """Train an MNTP adapter on `texts` into `out_dir/mntp/`; None if a resumed run finds it done."""
     return run_stage(
@@ -92,4 +93,5 @@ def train_mntp(
         resume=resume,
         record=record,
         query_instruction=query_instruction,
+        on_step=on_step,
     )

@@ -9,7 +9,7 @@ import torch
 
 from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_batch, training_encoder
 from .data import batched, shuffled_forever
-from .loop import run_stage
+from .loop import StepCallback, run_stage
 from .losses import info_nce
 from .setup import StartingPoint
 
@@ -40,7 +40,7 @@ class SimCSEStage:
         items = self.encoder.tokenize(batch)
         count = len(items)
         return contrastive_backward(
-            self.encoder._forward,
+            self.encoder.forward,
             items + items,  # two views of each sentence; dropout makes them differ
             lambda vectors: info_nce(vectors[:count], vectors[count:], self.settings.temperature),
             scale_loss,
@@ -58,6 +58,7 @@ def train_simcse(
     resume: bool = False,
     record: dict | None = None,
     query_instruction: str | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[float] | None:
     """Train a SimCSE adapter on `sentences` into `out_dir/simcse/`; None if a resumed run finds it done."""
     return run_stage(
@@ -69,4 +70,5 @@ def train_simcse(
         resume=resume,
         record=record,
         query_instruction=query_instruction,
+        on_step=on_step,
     )

@@ -13,7 +13,7 @@ import torch
 
 from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_batch, training_encoder
 from .data import Pair, PairSource, mixed_batches
-from .loop import run_stage
+from .loop import StepCallback, run_stage
 from .losses import info_nce
 from .setup import StartingPoint
 
@@ -70,7 +70,7 @@ class SupervisedStage:
         )
         count = len(queries)
         return contrastive_backward(
-            encoder._forward,
+            encoder.forward,
             queries + passages,
             lambda vectors: info_nce(vectors[:count], vectors[count:], self.settings.temperature),
             scale_loss,
@@ -88,6 +88,7 @@ def train_supervised(
     resume: bool = False,
     record: dict | None = None,
     name: str | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[float] | None:
     """Train a supervised adapter into `out_dir/<name>/` on a mixture of pair sources (one source per
     batch); the model directory records the instruction used at search time. `name` defaults to the first
@@ -102,4 +103,5 @@ def train_supervised(
         resume=resume,
         record=record,
         query_instruction=settings.query_instruction,
+        on_step=on_step,
     )

@@ -1,24 +1,27 @@
-"""Search over an index: dense (FAISS), BM25 (SQLite FTS5) and hybrid (reciprocal rank fusion of the two).
+"""Ranking over an index's two halves: dense (FAISS), BM25 (SQLite FTS5) and hybrid (weighted reciprocal rank
+fusion of the two).
 
-Everything here only reads the store and the vectors. `Hit` is what every front end (CLI, HTTP server, eval)
-receives.
+`Index.search_many` is the way in: it checks the query (`check_query`), brings the query vectors, and calls
+`rank_queries`. Everything here only reads the store and the vectors. `Hit` is what every front end (CLI,
+HTTP and MCP servers, evaluation) receives: a ranked stored `Chunk` with its scores.
 """
 
 import importlib.util
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import L2VError
+from ..errors import L2VError
+from .chunking import Chunk
 
 if TYPE_CHECKING:
-    from .indexing.store import ChunkRow, Store
-    from .indexing.vectors import VectorIndex
+    from .store import Store
+    from .vectors import VectorIndex
 
 SEARCH_MODES = ("dense", "bm25", "hybrid")
 # The mode used when none is given (CLI, library, server), chosen by measured SciFact test nDCG@10 with
@@ -36,25 +39,55 @@ FILTER_OVERFETCH = 10
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+# A hit's fields as the CLI's JSON and the HTTP API return them.
+HIT_FIELDS = (
+    "rank",
+    "score",
+    "chunk_id",
+    "path",
+    "start_line",
+    "end_line",
+    "start_char",
+    "end_char",
+    "heading",
+    "text",
+    "dense_score",
+    "bm25_score",
+)
+
+
+class _FromChunk:
+    """A field of the hit's chunk read through the hit: `hit.path` is `hit.chunk.path`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = "id" if name == "chunk_id" else name
+
+    def __get__(self, hit: "Hit | None", owner: type | None = None):
+        return self if hit is None else getattr(hit.chunk, self.field)
+
+
 @dataclass
 class Hit:
     """One ranked chunk; `dense_score`/`bm25_score` are None when that retriever did not return the chunk."""
 
     rank: int
     score: float
-    chunk_id: int
-    path: str
-    start_line: int
-    end_line: int
-    start_char: int
-    end_char: int
-    heading: str
-    text: str
+    chunk: Chunk
     dense_score: float | None
     bm25_score: float | None
 
+    chunk_id = _FromChunk()
+    path = _FromChunk()
+    start_line = _FromChunk()
+    end_line = _FromChunk()
+    start_char = _FromChunk()
+    end_char = _FromChunk()
+    heading = _FromChunk()
+    text = _FromChunk()
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The hit as the CLI's JSON and the HTTP API return it: flat, the chunk's fields inline."""
+        return {name: getattr(self, name) for name in HIT_FIELDS}
 
 
 def path_matcher(path_glob: str | None) -> Callable[[str], bool] | None:
@@ -111,17 +144,14 @@ def reciprocal_rank_fusion(
     return scores
 
 
-def check_settings(k: int, mode: str) -> None:
-    """Reject a bad k or mode (before anything is loaded, in the CLI)."""
+def check_query(mode: str, k: int | None = None, text: str | None = None) -> None:
+    """The one check of a search: its mode and, each when given, its k and its text (the CLI checks what
+    it has before it loads anything; `Index.search_many` checks everything)."""
     if mode not in SEARCH_MODES:
         raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
-    if not 1 <= k <= MAX_K:
+    if k is not None and not 1 <= k <= MAX_K:
         raise L2VError(f"k must be from 1 to {MAX_K}, got {k}")
-
-
-def check_query(text: str, mode: str, k: int) -> None:
-    check_settings(k, mode)
-    if not isinstance(text, str) or not text.strip():
+    if text is not None and (not isinstance(text, str) or not text.strip()):
         raise L2VError("the query is empty")
 
 
@@ -132,7 +162,7 @@ def check_dense_weight(weight: float) -> None:
 
 def dense_ranking(
     store: "Store", vectors: "VectorIndex", query_vector: np.ndarray, depth: int, matches=None
-) -> list[tuple["ChunkRow", float]]:
+) -> list[tuple[Chunk, float]]:
     """Nearest committed chunks by cosine, best first; over-fetches when a path filter drops candidates."""
     fetch = depth * FILTER_OVERFETCH if matches else depth
     while True:
@@ -145,31 +175,14 @@ def dense_ranking(
         fetch = min(fetch * 4, vectors.count)
 
 
-def bm25_ranking(store: "Store", text: str, depth: int, matches=None) -> list[tuple["ChunkRow", float]]:
+def bm25_ranking(store: "Store", text: str, depth: int, matches=None) -> list[tuple[Chunk, float]]:
     query = fts_query(text)
     return store.bm25(query, depth, matches) if query else []
 
 
-def to_hit(rank: int, score: float, row: "ChunkRow", dense: float | None, bm25: float | None) -> Hit:
-    return Hit(
-        rank=rank,
-        score=score,
-        chunk_id=row.id,
-        path=row.path,
-        start_line=row.start_line,
-        end_line=row.end_line,
-        start_char=row.start_char,
-        end_char=row.end_char,
-        heading=row.heading,
-        text=row.text,
-        dense_score=dense,
-        bm25_score=bm25,
-    )
-
-
 def rank_hits(
-    dense: list[tuple["ChunkRow", float]] | None,
-    bm25: list[tuple["ChunkRow", float]] | None,
+    dense: list[tuple[Chunk, float]] | None,
+    bm25: list[tuple[Chunk, float]] | None,
     k: int,
     dense_weight: float = DEFAULT_DENSE_WEIGHT,
 ) -> list[Hit]:
@@ -188,38 +201,31 @@ def rank_hits(
         order = [row.id for row, _ in only[:k]]
         scores = dense_scores if dense is not None else bm25_scores
     return [
-        to_hit(rank, scores[i], rows[i], dense_scores.get(i), bm25_scores.get(i))
+        Hit(rank, scores[i], rows[i], dense_scores.get(i), bm25_scores.get(i))
         for rank, i in enumerate(order, start=1)
     ]
 
 
-def search_many(
+def rank_queries(
     store: "Store",
     vectors: "VectorIndex | None",
-    encode_queries: Callable[[list[str]], np.ndarray],
     texts: Sequence[str],
-    k: int = 10,
-    mode: str = DEFAULT_MODE,
+    query_vectors: np.ndarray | None,
+    k: int,
+    mode: str,
     path_glob: str | None = None,
     dense_weight: float = DEFAULT_DENSE_WEIGHT,
 ) -> list[list[Hit]]:
-    """Run `mode` search for each text; queries are embedded in one batch. BM25 needs no `vectors`.
-    `dense_weight`: the dense list's weight against BM25's 1 in hybrid fusion."""
-    for text in texts:
-        check_query(text, mode, k)
-    check_dense_weight(dense_weight)
+    """Rank each text's hits under `mode`; `query_vectors` (one row per text) serve dense ranking, which
+    finds nothing without them or without vectors. Checked input only: `Index.search_many` checks it."""
     matches = path_matcher(path_glob)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
-    query_vectors = encode_queries(list(texts)) if vectors is not None and vectors.count else None
+    can_rank_dense = query_vectors is not None and vectors is not None and vectors.count > 0
     results = []
     for i, text in enumerate(texts):
         dense = None
         if mode != "bm25":
-            dense = (
-                dense_ranking(store, vectors, query_vectors[i], depth, matches)
-                if query_vectors is not None
-                else []
-            )
+            dense = dense_ranking(store, vectors, query_vectors[i], depth, matches) if can_rank_dense else []
         bm25 = bm25_ranking(store, text, depth, matches) if mode != "dense" else None
         results.append(rank_hits(dense, bm25, k, dense_weight))
     return results

@@ -1,0 +1,74 @@
+"""What makes an index damaged, and the checks that find it: on every open (cheap), and in full for
+`l2v-search status --check` and `doctor`. Every finding is a sentence for `location.damaged`.
+"""
+
+from pathlib import Path
+
+from ..errors import L2VError
+from .location import damaged
+from .settings import IndexSettings
+from .store import DB_NAME, Store
+from .update import vector_mismatch
+from .vectors import VECTORS_NAME, VectorIndex
+
+
+def open_sound_store(name: str, folder: Path) -> Store | None:
+    """The folder's database if it is a sound index; None when there is none yet (or its creation was cut
+    short, leaving nothing else); `damaged` otherwise."""
+    db, has_vectors = folder / DB_NAME, (folder / VECTORS_NAME).exists()
+    if not db.exists() or db.stat().st_size == 0:
+        if has_vectors:
+            state = "empty" if db.exists() else "missing"
+            raise damaged(name, f"{DB_NAME} is {state} while {VECTORS_NAME} remains")
+        return None
+    try:
+        store = Store.open(folder)
+    except L2VError as exc:
+        raise damaged(name, f"{DB_NAME} cannot be read ({exc.__cause__ or exc})") from exc
+    if "fingerprint" not in store.info() and not has_vectors:  # a crash cut its creation short
+        store.close()
+        return None
+    problem = store.damage()
+    if problem:
+        store.close()
+        raise damaged(name, problem)
+    return store
+
+
+def read_vectors(store: Store, dim: int, path: Path) -> tuple[VectorIndex, str | None]:
+    """The vectors (empty ones if there is no file yet), and what is wrong with them, if anything."""
+    empty = VectorIndex.create(dim)
+    if not path.exists():
+        chunks = store.counts()[1]
+        return empty, f"{VECTORS_NAME} is missing ({chunks} chunks have no vector)" if chunks else None
+    try:
+        vectors = VectorIndex.load(path)
+    except L2VError as exc:
+        return empty, str(exc)
+    if vectors.dim != dim:
+        return empty, f"{VECTORS_NAME} holds {vectors.dim}-dimensional vectors, the index {dim}"
+    return vectors, None
+
+
+def problems(store: Store, vectors_path: Path) -> list[str]:
+    """Everything wrong with an index (empty when it is sound): SQLite's integrity, a vector for every
+    committed chunk and no other, a full-text entry for every chunk, a model that is on this machine."""
+    from ..encoder.models import check_model_available
+
+    damage = store.integrity_damage()
+    if damage:
+        return [damage]
+    settings = IndexSettings.read(store)
+    vectors, problem = read_vectors(store, settings.dim, vectors_path)
+    found = [problem] if problem else []
+    if not problem:
+        lost, orphans = vector_mismatch(store, vectors)
+        if lost:
+            found.append(f"{len(lost)} chunks have no vector")
+        if orphans:
+            found.append(f"{len(orphans)} vectors belong to no chunk")
+    try:
+        check_model_available(settings.model)
+    except L2VError as exc:
+        found.append(str(exc))
+    return found

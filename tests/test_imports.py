@@ -1,0 +1,153 @@
+"""The package's import structure: no cycles (lazy imports included), the library never reaching into the CLI,
+Rich only behind the CLI, and every module importable on its own in a fresh interpreter."""
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "llm2vec_search"
+ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
+
+
+def lazy_names(tree: ast.Module) -> dict[str, str]:
+    """A package's `_LAZY` table (public name → module), which its `__getattr__` imports on first use."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_LAZY" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def is_type_checking(node: ast.If) -> bool:
+    return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def imported(name: str, tree: ast.Module) -> dict[str, set[str]]:
+    """Every module this one imports, at the top or inside a function (not under TYPE_CHECKING); the value
+    is the set of names taken from it (empty for `import x`)."""
+    found: dict[str, set[str]] = {}
+    is_package = MODULES[name].name == "__init__.py"
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and is_type_checking(node):
+            return
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.setdefault(alias.name, set())
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.setdefault(target, set()).update(alias.name for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def internal_edges() -> dict[str, set[str]]:
+    """module → the package's modules it imports, with `from pkg import name` resolved to the module that
+    defines `name` where that is a submodule or a lazily imported name."""
+    trees = {name: ast.parse(path.read_text()) for name, path in MODULES.items()}
+    lazy = {name: lazy_names(tree) for name, tree in trees.items()}
+    edges: dict[str, set[str]] = {}
+    for name, tree in trees.items():
+        targets = set()
+        for module, names in imported(name, tree).items():
+            if module not in MODULES:
+                continue
+            for item in names or {""}:
+                if f"{module}.{item}" in MODULES:
+                    targets.add(f"{module}.{item}")
+                elif item in lazy[module]:  # a full module name, or one relative to the package
+                    source = lazy[module][item]
+                    targets.add(source if source.startswith(f"{PACKAGE}.") else f"{module}.{source}")
+                else:
+                    targets.add(module)
+        edges[name] = targets - {name}
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycle_inside_the_package():
+    """Package `__init__` modules are left out: importing a submodule runs its package first by design."""
+    edges = internal_edges()
+    packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    modules = {name: targets - packages for name, targets in edges.items() if name not in packages}
+    assert find_cycle(modules) is None
+
+
+def test_the_library_does_not_import_the_cli():
+    cli = f"{PACKAGE}.cli"
+    offenders = {
+        name: sorted(t for t in targets if t == cli or t.startswith(cli + "."))
+        for name, targets in internal_edges().items()
+        if not (name == cli or name.startswith(cli + ".") or name == f"{PACKAGE}.__main__")
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_rich_is_imported_only_by_the_cli():
+    """The library reports progress through callbacks; only the CLI draws (the loss plot is matplotlib's)."""
+    users = sorted(
+        name
+        for name, path in MODULES.items()
+        if not name.startswith(f"{PACKAGE}.cli")
+        and any(module.split(".")[0] == "rich" for module in imported(name, ast.parse(path.read_text())))
+    )
+    assert users == []
+
+
+@pytest.mark.slow
+def test_every_module_imports_on_its_own():
+    """A fresh interpreter per module: an import that works only after another module was loaded fails."""
+
+    def load(name: str) -> tuple[str, str]:
+        result = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+        return name, result.stderr.strip().splitlines()[-1] if result.returncode else ""
+
+    libraries = sorted(name for name in MODULES if not name.endswith(".__main__"))  # that one runs the CLI
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        failures = {name: error for name, error in pool.map(load, libraries) if error}
+    assert failures == {}
