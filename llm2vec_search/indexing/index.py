@@ -26,6 +26,7 @@ from ..errors import L2VError
 from ..search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE
 from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_document
 from .discover import discover, path_key
+from .embedding import ChunkEmbedder, LocalEmbedder
 from .extract import Document, SkipFile, extract
 from .store import DB_NAME, ChunkRow, FileRecord, Store, now_iso, read_info
 from .vectors import INDEX_TYPES, VECTORS_NAME, VectorIndex
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 INDEX_DIR_ENV = "L2V_SEARCH_INDEX_DIR"
 DEFAULT_INDEX_DIR = Path("indexes")
 LOCK_NAME = "write.lock"
-EMBED_BATCH_CHUNKS = 128
 # Chunks are counted without the BOS/EOS tokens the encoder adds around them.
 SPECIAL_TOKEN_ROOM = 2
 # Vectors are saved (and their chunks committed) at most this often, and always at the end of a run;
@@ -550,11 +550,12 @@ class Index:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         progress: Callable[[UpdateProgress], None] | None = None,
+        embedder: ChunkEmbedder | None = None,
     ) -> UpdateSummary:
         """Bring the index in line with the files under `paths`: add new, re-embed changed, drop deleted.
 
         Files indexed earlier from outside `paths` are left alone. Finding nothing to index raises `L2VError`
-        and changes nothing.
+        and changes nothing. `embedder` (default: the index's encoder, here) embeds the chunks.
         """
         started = time.monotonic()
         roots = [Path(p) for p in paths]
@@ -575,10 +576,12 @@ class Index:
             known = self.store.files()
             removed = [path for path in known if path not in found and is_under(path, root_keys)]
             work = self._scan(found, known, summary, progress, started)
-            self._apply(work, removed, summary, progress, started)
+            self._apply(work, removed, summary, progress, started, embedder)
         return summary
 
-    def update_documents(self, docs: Iterable[Document], remove_missing: bool = False) -> UpdateSummary:
+    def update_documents(
+        self, docs: Iterable[Document], remove_missing: bool = False, embedder: ChunkEmbedder | None = None
+    ) -> UpdateSummary:
         """`update` for in-memory documents (a BEIR corpus): `doc.path` is the id, a text hash decides."""
         started = time.monotonic()
         summary = UpdateSummary()
@@ -596,7 +599,7 @@ class Index:
                 record = FileRecord(doc.path, digest, 0, len(doc.text), doc.kind)
                 work.append(_Work(record, old is None, lambda doc=doc: doc))
             removed = [path for path in known if path not in seen] if remove_missing else []
-            self._apply(work, removed, summary, None, started)
+            self._apply(work, removed, summary, None, started, embedder)
         return summary
 
     def _scan(
@@ -633,9 +636,18 @@ class Index:
         return work
 
     def _apply(
-        self, work: list[_Work], removed: list[str], summary: UpdateSummary, progress, started
+        self,
+        work: list[_Work],
+        removed: list[str],
+        summary: UpdateSummary,
+        progress,
+        started,
+        embedder: ChunkEmbedder | None,
     ) -> None:
-        writer = _Writer(self, summary, progress, started, sum(w.record.size for w in work), len(work))
+        embedder = embedder or LocalEmbedder(self.encoder)
+        writer = _Writer(
+            self, summary, progress, started, sum(w.record.size for w in work), len(work), embedder
+        )
         writer.remove(removed)
         summary.files_removed += len(removed)
         for item in work:
@@ -848,9 +860,17 @@ class _Writer:
     """Embeds queued chunks in batches; a checkpoint saves vectors, then commits chunks and finished files."""
 
     def __init__(
-        self, index: Index, summary: UpdateSummary, progress, started: float, bytes_total: int, files: int
+        self,
+        index: Index,
+        summary: UpdateSummary,
+        progress,
+        started: float,
+        bytes_total: int,
+        files: int,
+        embedder: ChunkEmbedder,
     ):
         self.index = index
+        self.embedder = embedder
         self.store = index.store
         self.summary = summary
         self.progress = progress
@@ -897,9 +917,9 @@ class _Writer:
             )
         self.queued += len(chunks)
         self.waiting.append((record, self.queued))
-        while len(self.queue) >= EMBED_BATCH_CHUNKS:
-            self._embed(self.queue[:EMBED_BATCH_CHUNKS])
-            del self.queue[:EMBED_BATCH_CHUNKS]
+        while len(self.queue) >= self.embedder.window:
+            self._embed(self.queue[: self.embedder.window])
+            del self.queue[: self.embedder.window]
         self.file_done(record.size)
 
     def file_done(self, size: int) -> None:
@@ -922,7 +942,14 @@ class _Writer:
             )
 
     def _embed(self, rows: list[ChunkRow]) -> None:
-        vectors = self.index.encoder.encode([row.text for row in rows])
+        start = 0
+        for vectors in self.embedder.embed([row.text for row in rows]):
+            self._store(rows[start : start + len(vectors)], vectors)
+            start += len(vectors)
+        if start != len(rows):
+            raise L2VError(f"the embedder returned {start} vectors for {len(rows)} chunks")
+
+    def _store(self, rows: list[ChunkRow], vectors: np.ndarray) -> None:
         with self.store.transaction():
             ids = self.store.insert_pending_chunks(rows)
         self.index.vectors.add(np.asarray(ids, dtype=np.int64), vectors)
