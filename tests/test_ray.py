@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -48,30 +49,31 @@ def ray_head():
     """A Ray head node of our own, in its own process group, killed as a group at the end (`ray stop`
     would stop every Ray instance of this user on the machine)."""
     port = free_port()
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have 107 bytes
     command = [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}"]
     command += ["--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp_dir}"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        assert head.stdout is not None
-        deadline = time.monotonic() + 180
-        for line in head.stdout:
-            if "Ray runtime started" in line:
-                break
-            assert time.monotonic() < deadline, "ray start did not finish in 3 minutes"
-        else:
-            pytest.fail(f"ray start exited with {head.wait()}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
+    log = temp_dir / "head.log"
+    with pytest.MonkeyPatch.context() as env:
+        # One authentication mode for the head and every driver (this process, CLI subprocesses): Ray turns
+        # token authentication on for a process that finds ~/.ray/auth_token, which a local ray.init writes.
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        with open(log, "w") as output:
+            head = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+            deadline = time.monotonic() + 180
+            while "Ray runtime started" not in log.read_text():
+                assert head.poll() is None, f"ray start exited: {log.read_text()}"
+                assert time.monotonic() < deadline, "ray start did not finish in 3 minutes"
+                time.sleep(0.5)
+            yield f"127.0.0.1:{port}"
+        finally:
+            os.killpg(head.pid, signal.SIGTERM)
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def chunks_and_vectors(folder: Path) -> dict[tuple, np.ndarray]:
@@ -79,7 +81,7 @@ def chunks_and_vectors(folder: Path) -> dict[tuple, np.ndarray]:
     with Index.open(folder) as index:
         ids, data = index.vectors.vectors()
         rows = index.store.chunks_by_id(ids.tolist())
-    return {tuple(rows[int(i)][1:]): vector for i, vector in zip(ids, data, strict=True)}
+    return {astuple(rows[int(i)])[1:]: vector for i, vector in zip(ids, data, strict=True)}
 
 
 def assert_same_index(ray_folder: Path, local_folder: Path) -> None:

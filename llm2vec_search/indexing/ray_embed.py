@@ -7,6 +7,7 @@ GGUF conversion (a cluster node may have none of them), and they compute with ex
 fingerprint stands for. `ray` is an optional extra, imported only here.
 """
 
+import logging
 import math
 import os
 import re
@@ -184,12 +185,13 @@ class RayEmbedder:
         if not count:
             return
         rows = [{"row": i, "text": text} for i, text in enumerate(texts)]
-        dataset = self.ray.data.from_items(rows, override_num_blocks=math.ceil(count / self.batch_chunks))
+        batches = math.ceil(count / self.batch_chunks)
+        dataset = self.ray.data.from_items(rows, override_num_blocks=batches)
         vectors = dataset.map_batches(
             _EncoderWorker,
             batch_size=self.batch_chunks,
             batch_format="numpy",
-            compute=self.ray.data.ActorPoolStrategy(size=self.pool.workers),
+            compute=self.ray.data.ActorPoolStrategy(size=min(self.pool.workers, batches)),
             num_cpus=self.pool.cpus,
             num_gpus=self.pool.gpus,
             fn_constructor_kwargs={
@@ -198,9 +200,7 @@ class RayEmbedder:
                 "dtype": self.dtype,
                 "threads": self.pool.cpus,
             },
-            max_restarts=-1,
-            max_task_retries=-1,
-        )
+        )  # Ray Data restarts a dead actor and retries its batches (max_restarts=-1, max_task_retries=-1)
         try:
             yield from self._in_order(vectors.iter_batches(batch_size=None, batch_format="numpy"), count)
         except self.ray.exceptions.RayError as exc:  # what Ray could not recover from by retrying
@@ -250,6 +250,7 @@ def ray_embedder(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-run INFO lines, on our stderr
         resources = ray.cluster_resources()
         node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
         gpus = 0 if device == "cpu" else resources.get("GPU", 0)
