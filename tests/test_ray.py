@@ -146,8 +146,9 @@ def test_worker_killed_mid_run_costs_a_retry(ray_head, corpus, local_index, tiny
                 killed.append(min(embedder.worker_pids))
                 os.kill(killed[0], signal.SIGKILL)
 
-        summary = index.update([corpus], progress=kill_first_worker)
+        summary = index.update([corpus], progress=kill_first_worker, embedder=embedder)
     assert killed and summary.chunks_added > 100
+    assert len(embedder.worker_pids - set(killed)) >= 1
     assert_same_index(folder, local_index)
 
 
