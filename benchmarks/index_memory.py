@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=DIM)
+    parser.add_argument("--types", nargs="+", default=[k for k in INDEX_TYPES if k != "auto"])
     args = parser.parse_args()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -63,7 +64,7 @@ def main() -> None:
         f"{'index type':<10} {'built':>7} {'RSS':>9} {'file':>9} {'bytes/vector':>13} {'build s':>8}",
         flush=True,
     )
-    for kind in (k for k in INDEX_TYPES if k != "auto"):
+    for kind in args.types:
         child = context.Process(target=measure, args=(kind, args.count, args.dim, results))
         child.start()
         name, built, rss, size, seconds = results.get()
