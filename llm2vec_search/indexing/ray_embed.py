@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,17 @@ def import_ray() -> Any:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_reachable(address: str) -> None:
+    """Ray keeps retrying an address that nothing listens on (for minutes); a plain connect tells at once."""
+    if address in (LOCAL, "auto"):
+        return
+    host, port = address.removeprefix("ray://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise L2VError(f"cannot start or reach Ray at {address}: nothing answers there ({exc})") from None
 
 
 def check_address(address: str) -> str:
@@ -237,7 +249,7 @@ def ray_embedder(
 ) -> Iterator[RayEmbedder]:
     """Connect to Ray (`local`: start a private instance with `cpus` CPUs, default all, stopped on exit), put
     `encoder`'s weights in the object store once, and yield an embedder for `Index.update(embedder=...)`."""
-    check_address(address)
+    check_reachable(check_address(address))
     ray = import_ray()
     local = {"num_cpus": cpus} if address == LOCAL else {}
     try:
