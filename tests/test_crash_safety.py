@@ -31,8 +31,8 @@ WORDS = [
 ]
 
 
-def write_corpus(root: Path) -> Path:
-    for i in range(FILE_COUNT):
+def write_corpus(root: Path, files: int = FILE_COUNT) -> Path:
+    for i in range(files):
         words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(24)]
         text = f"Note {i}.\n\n" + " ".join(words) + f".\n\nThe {WORDS[i % len(WORDS)]} count is {i}.\n"
         path = root / f"group{i % 10}" / f"note{i:03d}.txt"

@@ -6,7 +6,7 @@ import pytest
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing.chunking import Chunk
 from llm2vec_search.indexing.store import FORMAT_VERSION, FileRecord, Store
-from llm2vec_search.indexing.vectors import VectorIndex, ivf_lists, wanted_kind
+from llm2vec_search.indexing.vectors import MIN_PQ_TRAIN, VectorIndex, ivf_lists, pq_bytes, wanted_kind
 
 
 def chunk(path: str, ordinal: int, text: str, heading: str = "") -> Chunk:
@@ -140,10 +140,23 @@ def test_vector_kinds_add_remove_save_load(tmp_path, index_type):
 def test_auto_kind_and_ivf_size():
     assert wanted_kind("auto", 10) == "flat"
     assert wanted_kind("auto", 60_000) == "ivf"
+    assert wanted_kind("auto", 2_000_000) == "ivfsq"
+    assert wanted_kind("ivfpq", MIN_PQ_TRAIN - 1) == "flat"
     assert wanted_kind("ivf", 100) == "flat"  # too few vectors to train
     assert ivf_lists(1_000_000) == 4000
     with pytest.raises(L2VError, match="unknown index type"):
         wanted_kind("annoy", 10)
+
+
+def test_ivfpq_stores_a_byte_per_8_dimensions_and_finds_vectors():
+    assert (pq_bytes(640), pq_bytes(30), pq_bytes(4)) == (80, 3, 1)
+    data = random_unit(MIN_PQ_TRAIN + 500, dim=64)
+    vectors = VectorIndex.create(64)
+    vectors.add(np.arange(len(data)), data)
+    assert vectors.reshape("ivfpq") and vectors.kind == "ivfpq"
+    assert vectors.remove([0, 1]) == 2 and vectors.count == len(data) - 2
+    _, found = vectors.search(data[10:11], 10)
+    assert 10 in found[0].tolist()
 
 
 def test_empty_vector_index_searches_to_nothing():

@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,10 +66,22 @@ def index_command(
     index_type: str | None = typer.Option(
         None,
         "--index-type",
-        help="auto, flat, hnsw, ivf or ivfsq (default: auto, or the index's current type).",
+        help="auto, flat, hnsw, ivf, ivfsq or ivfpq (default: auto, or the index's current type).",
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        is_flag=False,
+        flag_value="local",
+        metavar="[ADDRESS]",
+        help="Embed on Ray (needs the ray extra): alone, a local instance; or join the cluster at ADDRESS "
+        "(auto, ray://HOST:PORT or HOST:PORT). --device/--dtype then apply to the Ray workers.",
+    ),
+    ray_workers: int | None = typer.Option(
+        None, "--ray-workers", help="With --ray: encoder actors (default: one per GPU, else one per 4 CPUs)."
+    ),
     watch: bool = typer.Option(
         False,
         "--watch",
@@ -85,10 +98,16 @@ def index_command(
 ) -> None:
     """Index PATHS into an index (created if needed); reruns only embed new and changed files."""
     from ..indexing import Index
+    from ..indexing.ray_embed import check_address, import_ray, ray_embedder
 
     for path in paths:  # checked before the model loads, which takes seconds
         if not path.exists():
             raise L2VError(f"path not found: {path}")
+    if ray_workers is not None and ray is None:
+        raise L2VError("--ray-workers needs --ray")
+    if ray is not None:
+        check_address(ray)
+        import_ray()
     with Index.open(
         name,
         root=index_dir,
@@ -98,12 +117,18 @@ def index_command(
         chunk_tokens=chunk_tokens,
         overlap_tokens=overlap_tokens,
         index_type=index_type,
-        device=device,
-        dtype=dtype,
+        # With --ray this process only checks and ships the weights: exactly, as float32 on the CPU.
+        device="cpu" if ray else device,
+        dtype="float32" if ray else dtype,
     ) as index:
-        with ProgressBars(detail="{task.fields[detail]}") as bars:
-            summary = index.update(paths, include=include, exclude=exclude, progress=show_update(bars))
+        embedding = ray_embedder(index.encoder, ray, ray_workers, device, dtype) if ray else nullcontext(None)
+        with embedding as embedder, ProgressBars(detail="{task.fields[detail]}") as bars:
+            summary = index.update(
+                paths, include=include, exclude=exclude, progress=show_update(bars), embedder=embedder
+            )
         _print_summary(summary, index.status())
+        if embedder is not None:
+            err_console.print(f"embedded on {embedder.pool.describe()}")
         if watch:
             _watch(index, paths, include, exclude, debounce)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import L2VError
 from .discover import discover, is_under, path_key
+from .embedding import ChunkEmbedder
 from .extract import Document
 from .health import open_sound_store, problems, read_vectors
 from .location import (
@@ -301,12 +302,14 @@ class Index:
         exclude: Sequence[str] = (),
         progress: Callable[[UpdateProgress], None] | None = None,
         checkpoint_seconds: float | None = None,
+        embedder: ChunkEmbedder | None = None,
     ) -> UpdateSummary:
         """Bring the index in line with the files under `paths`: add new, re-embed changed, drop deleted.
 
         Files indexed earlier from outside `paths` are left alone. Finding nothing to index raises `L2VError`
         and changes nothing. `checkpoint_seconds` fixes how often vectors are saved and their chunks
-        committed (0: after every batch); by default it grows with the cost of a save.
+        committed (0: after every batch); by default it grows with the cost of a save. `embedder` (default:
+        the index's encoder, here) embeds the chunks, e.g. on a Ray cluster (`ray_embed`).
         """
         started = time.monotonic()
         roots = [Path(p) for p in paths]
@@ -321,16 +324,18 @@ class Index:
         found = {path_key(p): p for p in discovery.files}
         root_keys = [path_key(p) for p in roots]
         summary = UpdateSummary(skipped=dict(discovery.skipped))
-        with self._writing(summary, progress, checkpoint_seconds, started) as run:
+        with self._writing(summary, progress, checkpoint_seconds, started, embedder) as run:
             write_roots(self.store, list({*self.roots(), *root_keys}))
             known = self.store.files()
             removed = [path for path in known if path not in found and is_under(path, root_keys)]
             run.apply(run.scan(found, known), removed, self.settings.index_type)
         return run.summary
 
-    def update_documents(self, docs: Iterable[Document], remove_missing: bool = False) -> UpdateSummary:
+    def update_documents(
+        self, docs: Iterable[Document], remove_missing: bool = False, embedder: ChunkEmbedder | None = None
+    ) -> UpdateSummary:
         """`update` for in-memory documents (a BEIR corpus): `doc.path` is the id, a text hash decides."""
-        with self._writing(UpdateSummary()) as run:
+        with self._writing(UpdateSummary(), embedder=embedder) as run:
             known = self.store.files()
             work, seen = run.plan_documents(docs, known)
             removed = [path for path in known if path not in seen] if remove_missing else []
@@ -344,6 +349,7 @@ class Index:
         progress: Callable[[UpdateProgress], None] | None = None,
         checkpoint_seconds: float | None = None,
         started: float | None = None,
+        embedder: ChunkEmbedder | None = None,
     ) -> Iterator[UpdateRun]:
         """Hold the write lock, reconcile after any crash; on success record the run (and swap a rebuild)."""
         if self._lock_handle is None:
@@ -363,6 +369,7 @@ class Index:
                 progress,
                 checkpoint_seconds,
                 started or time.monotonic(),
+                embedder,
             )
             reconcile(self.store, run.vectors, path)
             yield run

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import L2VError
 from .chunking import Chunk, chunk_document
+from .embedding import ChunkEmbedder, LocalEmbedder
 from .extract import Document, SkipFile, extract
 from .settings import write_vector_index
 from .store import FileRecord, Store
@@ -25,7 +27,6 @@ from .vectors import VectorIndex
 if TYPE_CHECKING:
     from ..encoder import Encoder
 
-EMBED_BATCH_CHUNKS = 128
 # Vectors are saved (and their chunks committed) at most this often, and always at the end of a run.
 CHECKPOINT_SECONDS = 5.0
 # A save rewrites the whole FAISS file, so on a large index saves are spaced out to keep them under
@@ -110,7 +111,8 @@ def reconcile(store: Store, vectors: VectorIndex, vectors_path: Path) -> None:
 class UpdateRun:
     """One update of an index: its two halves, the model (loaded only when something needs embedding), the
     chunking, and how the run reports and checkpoints. `checkpoint_seconds` fixes the interval between
-    saves (0: after every batch); None lets it grow with the cost of a save."""
+    saves (0: after every batch); None lets it grow with the cost of a save. `embedder` turns chunk texts
+    into vectors elsewhere (a Ray cluster); None embeds with the encoder here."""
 
     store: Store
     vectors: VectorIndex
@@ -121,6 +123,7 @@ class UpdateRun:
     progress: Callable[[UpdateProgress], None] | None = None
     checkpoint_seconds: float | None = None
     started: float = field(default_factory=time.monotonic)
+    embedder: ChunkEmbedder | None = None
 
     def report(self, phase: str, files: tuple[int, int], sizes: tuple[int, int], embedded: int) -> None:
         if self.progress:
@@ -206,6 +209,7 @@ class _Writer:
 
     def __init__(self, run: UpdateRun, bytes_total: int, files: int):
         self.run = run
+        self.embedder = run.embedder or LocalEmbedder(run.encoder)
         self.store, self.vectors, self.summary = run.store, run.vectors, run.summary
         self.bytes_total, self.bytes_done = bytes_total, 0
         self.files_total, self.files_done = files, 0
@@ -239,9 +243,10 @@ class _Writer:
         ]
         self.queued += len(chunks)
         self.waiting.append((record, self.queued))
-        while len(self.queue) >= EMBED_BATCH_CHUNKS:
-            self._embed(self.queue[:EMBED_BATCH_CHUNKS])
-            del self.queue[:EMBED_BATCH_CHUNKS]
+        window = self.embedder.window
+        while len(self.queue) >= window:
+            self._embed(self.queue[:window])
+            del self.queue[:window]
         self.file_done(record.size)
 
     def file_done(self, size: int) -> None:
@@ -255,7 +260,14 @@ class _Writer:
         )
 
     def _embed(self, chunks: list[Chunk]) -> None:
-        vectors = self.run.encoder().encode([chunk.text for chunk in chunks])
+        start = 0
+        for vectors in self.embedder.embed([chunk.text for chunk in chunks]):
+            self._store(chunks[start : start + len(vectors)], vectors)
+            start += len(vectors)
+        if start != len(chunks):
+            raise L2VError(f"the embedder returned {start} vectors for {len(chunks)} chunks")
+
+    def _store(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
         with self.store.transaction():
             ids = self.store.insert_pending_chunks(chunks)
         self.vectors.add(np.asarray(ids, dtype=np.int64), vectors)

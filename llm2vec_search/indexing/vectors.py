@@ -2,9 +2,13 @@
 
 Vectors are L2-normalized, so inner product is cosine similarity. Kinds:
 - "flat": exact search, `IndexIDMap2(IndexFlatIP)` — the default below `AUTO_ANN_THRESHOLD` vectors;
-- "ivf" / "ivfsq": inverted lists (nlist ≈ 4·sqrt(n), trained on the index's own vectors), raw or 8-bit codes;
+- "ivf" / "ivfsq" / "ivfpq": inverted lists (nlist ≈ 4·sqrt(n), trained on a sample of the index's own
+  vectors) holding raw vectors, 8-bit scalar codes (1 byte a dimension), or product-quantized codes
+  (1 byte per 8 dimensions: approximate, for 10^8 vectors on one machine; changing kind from it re-encodes
+  its approximations);
 - "hnsw": a graph (`IndexHNSWFlat`); FAISS cannot delete from it, so removals rebuild it.
-"auto" keeps flat below the threshold and switches to IVF above it. Ids are chunk ids from SQLite.
+"auto" keeps flat below `AUTO_ANN_THRESHOLD`, uses IVF above it and 8-bit IVF from `AUTO_SQ_THRESHOLD`.
+Ids are chunk ids from SQLite. The README's scaling section gives each kind's measured memory.
 """
 
 import math
@@ -18,10 +22,15 @@ import numpy as np
 from ..errors import L2VError
 
 VECTORS_NAME = "vectors.faiss"
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfsq")
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
 AUTO_ANN_THRESHOLD = 50_000
-# IVF needs enough vectors to train its centroids; below this an explicit "ivf" index stays flat.
+# From here raw vectors take gigabytes (2.6 GB a million at 640 dimensions); 8-bit codes take a quarter.
+AUTO_SQ_THRESHOLD = 1_000_000
+# IVF needs enough vectors to train its centroids; below this an explicit IVF index stays flat.
 MIN_IVF_TRAIN = 2_000
+# Product quantization trains 256 centroids per sub-vector, for which FAISS wants 39 points each.
+MIN_PQ_TRAIN = 256 * 39
+PQ_DIMS_PER_BYTE = 8
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
 IVF_MAX_NPROBE = 32
@@ -36,6 +45,8 @@ def kind_of(index: faiss.Index) -> str:
     if isinstance(index, faiss.IndexIDMap2):
         return "hnsw" if isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW) else "flat"
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        return "ivfpq"
     return "ivfsq" if isinstance(ivf, faiss.IndexIVFScalarQuantizer) else "ivf"
 
 
@@ -44,8 +55,12 @@ def wanted_kind(index_type: str, count: int) -> str:
     if index_type not in INDEX_TYPES:
         raise L2VError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
     if index_type == "auto":
+        if count >= AUTO_SQ_THRESHOLD:
+            return "ivfsq"
         return "ivf" if count >= AUTO_ANN_THRESHOLD else "flat"
     if index_type in ("ivf", "ivfsq") and count < MIN_IVF_TRAIN:
+        return "flat"
+    if index_type == "ivfpq" and count < MIN_PQ_TRAIN:
         return "flat"
     return index_type
 
@@ -53,6 +68,11 @@ def wanted_kind(index_type: str, count: int) -> str:
 def ivf_lists(count: int) -> int:
     """≈ 4·sqrt(n) lists, but no more than n/39 so that k-means has the ~39 points per centroid it wants."""
     return max(1, min(round(4 * math.sqrt(count)), count // 39))
+
+
+def pq_bytes(dim: int) -> int:
+    """Bytes per product-quantized vector: about one per 8 dimensions, a divisor of `dim` as FAISS needs."""
+    return max(m for m in range(1, max(1, dim // PQ_DIMS_PER_BYTE) + 1) if dim % m == 0)
 
 
 def _empty(kind: str, dim: int, train: np.ndarray | None = None) -> faiss.Index:
@@ -64,10 +84,12 @@ def _empty(kind: str, dim: int, train: np.ndarray | None = None) -> faiss.Index:
         return faiss.IndexIDMap2(graph)
     assert train is not None
     nlist = ivf_lists(len(train))
-    codec = "SQ8" if kind == "ivfsq" else "Flat"
+    # "np": no polysemous training (codes ordered for Hamming pre-filtering, which we do not use; minutes)
+    codec = {"ivf": "Flat", "ivfsq": "SQ8", "ivfpq": f"PQ{pq_bytes(dim)}np"}[kind]
     index = faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
-    if len(train) > IVF_TRAIN_PER_LIST * nlist:
-        sample = np.random.default_rng(0).choice(len(train), IVF_TRAIN_PER_LIST * nlist, replace=False)
+    sample_size = max(IVF_TRAIN_PER_LIST * nlist, MIN_PQ_TRAIN if kind == "ivfpq" else 0)
+    if len(train) > sample_size:
+        sample = np.random.default_rng(0).choice(len(train), sample_size, replace=False)
         train = train[np.sort(sample)]
     index.train(train)
     index.nprobe = min(nlist, IVF_MAX_NPROBE)
