@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_crash_safety import CHUNKING, write_corpus
+from test_crash_safety import write_corpus
 from test_index_cli import assert_user_error, run_cli
 
 from llm2vec_search.errors import L2VError
@@ -31,6 +31,7 @@ from llm2vec_search.indexing.ray_embed import (
 pytestmark = pytest.mark.ray
 RAY = Path(sys.executable).with_name("ray")
 FILES = 120  # ~360 chunks: 45 batches of 8 in the worker-kill test
+CHUNKING = ("--chunk-tokens", "16", "--overlap-tokens", "4")
 CLI_SECONDS = 600  # generous: a busy 2-CPU machine runs a Ray driver's start-up slowly
 
 
