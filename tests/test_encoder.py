@@ -85,6 +85,27 @@ def test_query_instruction_is_used_by_encode_queries():
     )
 
 
+def test_repeated_queries_come_from_the_cache_without_a_forward_pass(encoder):
+    first = encoder.encode(TEXTS[:3], instruction="Find", cache=True)
+    assert encoder.last_stats.texts == 3
+    again = encoder.encode([TEXTS[2], TEXTS[0], TEXTS[3]], instruction="Find", cache=True)
+    assert encoder.last_stats.texts == 1  # only the new text was embedded
+    np.testing.assert_array_equal(again[:2], first[[2, 0]])
+    np.testing.assert_allclose(again[2], encoder.encode([TEXTS[3]], instruction="Find")[0], atol=1e-6)
+    other = encoder.encode([TEXTS[0]], instruction="Other", cache=True)  # the instruction is in the key
+    assert encoder.last_stats.texts == 1
+    assert not np.allclose(other[0], first[0])
+
+
+def test_query_cache_keeps_only_the_most_recent():
+    encoder = tiny_encoder(query_cache_size=2)
+    encoder.encode(TEXTS[:3], cache=True)  # more than the cache holds: all three are returned, two kept
+    encoder.encode([TEXTS[2], TEXTS[1]], cache=True)
+    assert encoder.last_stats.texts == 0
+    encoder.encode([TEXTS[0]], cache=True)
+    assert encoder.last_stats.texts == 1
+
+
 def test_truncation_is_counted_and_logged(caplog):
     encoder = tiny_encoder(max_length=16)
     long_text = "the cat sat on the mat " * 5000  # ~115k characters

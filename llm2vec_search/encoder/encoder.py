@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 SHIPPED_DEFAULT = Path(__file__).resolve().parent.parent / "models" / "default"
 DEFAULT_MAX_LENGTH = 512
 DEFAULT_BATCH_TOKENS = 8192
+# Query vectors `encode(..., cache=True)` keeps by default: 1,024 × 640 floats, 2.6 MB for the default.
+QUERY_CACHE_SIZE = 1024
 
 
 @dataclass
@@ -133,6 +136,7 @@ class Encoder:
         query_instruction: str | None = None,
         name: str = "custom",
         fingerprint: str = "",
+        query_cache_size: int = QUERY_CACHE_SIZE,
     ) -> None:
         if pooling not in POOLING_MODES:
             raise L2VError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
@@ -156,6 +160,8 @@ class Encoder:
         if pooling == "bos" and not self._prefix:
             raise L2VError("bos pooling needs a tokenizer that adds a BOS token")
         self._instruction_ids: dict[str, list[int]] = {}
+        self.query_cache_size = query_cache_size
+        self._recent: OrderedDict[tuple[str | None, bool, str], np.ndarray] = OrderedDict()
 
     @classmethod
     def from_pretrained(
@@ -257,8 +263,9 @@ class Encoder:
         return self._instruction_ids[instruction]
 
     def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
-        """`encode` with the model's query instruction (none for an untrained base model)."""
-        return self.encode(texts, instruction=self.query_instruction, **kwargs)
+        """`encode` with the model's query instruction (none for an untrained base model), recent queries
+        served from the cache."""
+        return self.encode(texts, instruction=self.query_instruction, cache=True, **kwargs)
 
     @torch.inference_mode()
     def encode(
@@ -269,16 +276,21 @@ class Encoder:
         normalize: bool = True,
         progress: Callable[[int, int], None] | None = None,
         max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        cache: bool = False,
     ) -> np.ndarray:
         """Embed `texts` into a (len(texts), dim) float32 array, in input order; `progress` gets (texts
         embedded, texts) after each batch.
 
         Texts are sorted by length and batched by a padded-token budget (`max_batch_tokens`, at most
         `batch_size` texts), which wastes little compute on padding. Texts longer than `max_length` tokens are
-        truncated; the count is in `self.last_stats.truncated` and logged as a warning.
+        truncated; the count is in `self.last_stats.truncated` and logged as a warning. With `cache`, texts
+        met in the last `query_cache_size` cached texts are not embedded again (queries repeat, in a REPL
+        session and across a server's clients; `last_stats` then counts only what was embedded).
         """
         if isinstance(texts, str):
             texts = [texts]
+        if cache and texts:
+            return self._encode_cached(texts, instruction, normalize, batch_size, max_batch_tokens)
         self.last_stats = stats = EncodeStats(texts=len(texts))
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -301,6 +313,24 @@ class Encoder:
             done += len(batch)
             if progress:
                 progress(done, len(items))
+        return output
+
+    def _encode_cached(
+        self, texts: Sequence[str], instruction: str | None, normalize: bool, batch_size: int, max_tokens: int
+    ) -> np.ndarray:
+        keys = [(instruction, normalize, text) for text in texts]
+        missing = list(dict.fromkeys(key for key in keys if key not in self._recent))
+        self.last_stats = EncodeStats()
+        if missing:
+            fresh = self.encode(
+                [text for _, _, text in missing], instruction, batch_size, normalize, None, max_tokens
+            )
+            self._recent.update(zip(missing, fresh, strict=True))
+        output = np.stack([self._recent[key] for key in keys])
+        for key in keys:
+            self._recent.move_to_end(key)
+        while len(self._recent) > self.query_cache_size:
+            self._recent.popitem(last=False)
         return output
 
     def forward(self, batch: list[Tokenized]) -> torch.Tensor:

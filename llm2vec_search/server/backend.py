@@ -95,7 +95,7 @@ class ServedIndex:
 def encode_with_token_counts(encoder, texts: list[str], instruction: str | None) -> Embedded:
     """Runs on the batcher's worker thread, so the tokenizer is never used by two threads at once."""
     tokens = np.array([len(item.ids) for item in encoder.tokenize(texts, instruction)])
-    return Embedded(encoder.encode(texts, instruction=instruction), tokens)
+    return Embedded(encoder.encode(texts, instruction=instruction, cache=True), tokens)
 
 
 class UnknownIndex(L2VError):
