@@ -101,6 +101,27 @@ def _train(train: "Callable[..., list[float] | None]", stage: str, *args, out: P
         console.print(f"{stage}: {len(losses)} steps, last loss {losses[-1]:.4f} → {out / stage}")
 
 
+def _train_on_texts(
+    context: typer.Context,
+    train: "Callable[..., list[float] | None]",
+    stage: str,
+    settings,
+    model: str,
+    data: list[Path],
+    text_field: str,
+    out: Path,
+    resume: bool,
+    query_instruction: str | None,
+) -> None:
+    """An unsupervised stage (`train_mntp`, `train_simcse`) on the texts of `data`, started from `model`."""
+    from ..training import StartingPoint, read_texts
+
+    texts = read_texts(data, text_field)
+    start = StartingPoint.from_spec(model)
+    options = {"resume": resume, "record": _record(context), "query_instruction": query_instruction}
+    _train(train, stage, start, texts, settings, out=out, **options)
+
+
 @train_app.command()
 @with_shared_options
 def mntp(
@@ -115,20 +136,11 @@ def mntp(
     shared: dict | None = None,
 ) -> None:
     """Masked next-token prediction: adapt the bidirectional model to see right-hand context."""
-    from ..training import MNTPSettings, StartingPoint, read_texts, train_mntp
+    from ..training import MNTPSettings, train_mntp
 
     settings = MNTPSettings(**shared, **({"mask_prob": mask_prob} if mask_prob is not None else {}))
-    texts = read_texts(data, text_field)
-    _train(
-        train_mntp,
-        "mntp",
-        StartingPoint.from_spec(model),
-        texts,
-        settings,
-        out=out,
-        resume=resume,
-        record=_record(context),
-        query_instruction=query_instruction,
+    _train_on_texts(
+        context, train_mntp, "mntp", settings, model, data, text_field, out, resume, query_instruction
     )
 
 
@@ -158,22 +170,13 @@ def simcse(
     Start from an MNTP-trained directory (`--model DIR`); with `--out` the same directory, the adapter is
     added to it.
     """
-    from ..training import SimCSESettings, StartingPoint, read_texts, train_simcse
+    from ..training import SimCSESettings, train_simcse
 
     settings = SimCSESettings(
         **_contrastive_options(shared, dropout=dropout, temperature=temperature, mini_batch=mini_batch)
     )
-    sentences = read_texts(data, text_field)
-    _train(
-        train_simcse,
-        "simcse",
-        StartingPoint.from_spec(model),
-        sentences,
-        settings,
-        out=out,
-        resume=resume,
-        record=_record(context),
-        query_instruction=query_instruction,
+    _train_on_texts(
+        context, train_simcse, "simcse", settings, model, data, text_field, out, resume, query_instruction
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import torch
 from torch import nn
@@ -47,6 +47,15 @@ class TrainStep:
 
 
 StepCallback = Callable[[TrainStep], None]
+
+
+class StageOptions(TypedDict, total=False):
+    """How a stage's training function (`train_mntp`, ...) runs, passed through to `run_stage`."""
+
+    resume: bool
+    record: dict | None
+    query_instruction: str | None
+    on_step: StepCallback | None
 
 
 @dataclass

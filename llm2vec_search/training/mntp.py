@@ -5,12 +5,13 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import torch
 
 from ..errors import L2VError
 from .data import batched, mask_for_mntp, mntp_mask_id, packed_blocks
-from .loop import StepCallback, TrainSettings, run_stage, training_precision
+from .loop import StageOptions, TrainSettings, run_stage, training_precision
 from .losses import mntp_loss
 from .setup import StartingPoint, add_lora, load_causal_lm, load_tokenizer
 
@@ -77,21 +78,11 @@ def train_mntp(
     texts: Sequence[str],
     settings: MNTPSettings,
     out_dir: Path,
-    *,
-    resume: bool = False,
-    record: dict | None = None,
-    query_instruction: str | None = None,
-    on_step: StepCallback | None = None,
+    **options: Unpack[StageOptions],
 ) -> list[float] | None:
     """Train an MNTP adapter on `texts` into `out_dir/mntp/`; None if a resumed run finds it done."""
-    return run_stage(
-        MNTPStage.name,
-        lambda: MNTPStage(start, texts, settings),
-        start,
-        settings,
-        out_dir,
-        resume=resume,
-        record=record,
-        query_instruction=query_instruction,
-        on_step=on_step,
-    )
+
+    def build() -> MNTPStage:  # the model loads only once run_stage's checks have passed
+        return MNTPStage(start, texts, settings)
+
+    return run_stage(MNTPStage.name, build, start, settings, out_dir, **options)

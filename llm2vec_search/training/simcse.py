@@ -4,12 +4,13 @@ positives, every other sentence in the batch is a negative (InfoNCE, temperature
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import torch
 
 from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_batch, training_encoder
 from .data import batched, shuffled_forever
-from .loop import StepCallback, run_stage
+from .loop import StageOptions, run_stage
 from .losses import info_nce
 from .setup import StartingPoint
 
@@ -54,21 +55,11 @@ def train_simcse(
     sentences: Sequence[str],
     settings: SimCSESettings,
     out_dir: Path,
-    *,
-    resume: bool = False,
-    record: dict | None = None,
-    query_instruction: str | None = None,
-    on_step: StepCallback | None = None,
+    **options: Unpack[StageOptions],
 ) -> list[float] | None:
     """Train a SimCSE adapter on `sentences` into `out_dir/simcse/`; None if a resumed run finds it done."""
-    return run_stage(
-        SimCSEStage.name,
-        lambda: SimCSEStage(start, sentences, settings),
-        start,
-        settings,
-        out_dir,
-        resume=resume,
-        record=record,
-        query_instruction=query_instruction,
-        on_step=on_step,
-    )
+
+    def build() -> SimCSEStage:  # the model loads only once run_stage's checks have passed
+        return SimCSEStage(start, sentences, settings)
+
+    return run_stage(SimCSEStage.name, build, start, settings, out_dir, **options)

@@ -8,12 +8,13 @@ negatives gives each query 2n-1 negatives.
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import torch
 
 from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_batch, training_encoder
 from .data import Pair, PairSource, mixed_batches
-from .loop import StepCallback, run_stage
+from .loop import StageOptions, run_stage
 from .losses import info_nce
 from .setup import StartingPoint
 
@@ -85,10 +86,8 @@ def train_supervised(
     settings: SupervisedSettings,
     out_dir: Path,
     *,
-    resume: bool = False,
-    record: dict | None = None,
     name: str | None = None,
-    on_step: StepCallback | None = None,
+    **options: Unpack[StageOptions],
 ) -> list[float] | None:
     """Train a supervised adapter into `out_dir/<name>/` on a mixture of pair sources (one source per
     batch); the model directory records the instruction used at search time. `name` defaults to the first
@@ -100,8 +99,6 @@ def train_supervised(
         start,
         settings,
         out_dir,
-        resume=resume,
-        record=record,
         query_instruction=settings.query_instruction,
-        on_step=on_step,
+        **options,
     )
