@@ -97,6 +97,13 @@ def test_repeated_queries_come_from_the_cache_without_a_forward_pass(encoder):
     assert not np.allclose(other[0], first[0])
 
 
+def test_cached_encoding_refuses_what_encode_refuses(encoder):
+    with pytest.raises(L2VError, match="not a string"):
+        encoder.encode([["a", "list"]], cache=True)
+    with pytest.raises(L2VError, match="empty"):
+        encoder.encode_queries(["  "])
+
+
 def test_query_cache_keeps_only_the_most_recent():
     encoder = tiny_encoder(query_cache_size=2)
     encoder.encode(TEXTS[:3], cache=True)  # more than the cache holds: all three are returned, two kept

@@ -318,6 +318,7 @@ class Encoder:
     def _encode_cached(
         self, texts: Sequence[str], instruction: str | None, normalize: bool, batch_size: int, max_tokens: int
     ) -> np.ndarray:
+        validate_texts(texts)  # before hashing: a non-string must be refused as `encode` refuses it
         keys = [(instruction, normalize, text) for text in texts]
         missing = list(dict.fromkeys(key for key in keys if key not in self._recent))
         self.last_stats = EncodeStats()
