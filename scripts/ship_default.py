@@ -52,6 +52,10 @@ def main() -> None:
         from_checkpoint[stage] = int(step)
         if stage not in config["adapters"]:
             config["adapters"].append(stage)
+    scaled_stage, factor = None, 1.0
+    if args.scale:
+        scaled_stage, factor_text = args.scale.split(":")
+        factor = float(factor_text)
     target = args.to.resolve()
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -69,8 +73,7 @@ def main() -> None:
             weights = checkpoint_weights(args.run, adapter, from_checkpoint[adapter])
         else:
             weights = load_file(config_source / "adapter_model.safetensors")
-        if args.scale and adapter == args.scale.split(":")[0]:
-            factor = float(args.scale.split(":")[1])
+        if adapter == scaled_stage:
             weights = {k: v * factor if "lora_B" in k else v for k, v in weights.items()}
         save_file(
             {k: v.half().contiguous() for k, v in weights.items()},

@@ -256,9 +256,8 @@ def ray_embedder(
         ray.init(
             address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local
         )
-    except (
-        Exception
-    ) as exc:  # Ray raises ConnectionError, RuntimeError, or a bare Exception (start-up timeout)
+    # Ray raises ConnectionError, RuntimeError, or a bare Exception (start-up timeout).
+    except Exception as exc:
         raise L2VError(f"cannot start or reach Ray at {address}: {first_line(exc)}") from exc
     try:
         context = ray.data.DataContext.get_current()
