@@ -7,14 +7,19 @@ import pytest
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.chunking import Chunk
 from llm2vec_search.indexing.search import (
     Hit,
+    bm25_ranking,
     english_stopwords,
     fts_query,
     path_matcher,
+    query_words,
     rank_hits,
     reciprocal_rank_fusion,
+    split_by_match_budget,
 )
+from llm2vec_search.indexing.store import Store
 from tests.conftest import tiny_encoder
 
 DOCS = {
@@ -101,15 +106,66 @@ def test_hostile_text_never_reaches_fts_as_syntax(index, text):
 
 
 def test_fts_query_quotes_words():
-    assert fts_query('say "hi" OR bye-bye', stopwords=frozenset()) == '"say" OR "hi" OR "or" OR "bye"'
-    assert fts_query("!!! ???") == ""
+    words = query_words('say "hi" OR bye-bye', stopwords=frozenset())
+    assert fts_query(words) == '"say" OR "hi" OR "or" OR "bye"'
+    assert query_words("!!! ???") == []
 
 
-def test_fts_query_drops_english_stopwords_unless_nothing_else_is_left():
-    query = fts_query("What is the effect of the drug on the heart?")
-    assert query == '"what" OR "effect" OR "drug" OR "heart"'
-    assert fts_query("To be, or not to be") == '"to" OR "be" OR "or" OR "not"'
+def test_query_words_drop_english_stopwords_unless_nothing_else_is_left():
+    assert query_words("What is the effect of the drug on the heart?") == ["what", "effect", "drug", "heart"]
+    assert query_words("To be, or not to be") == ["to", "be", "or", "not"]
     assert {"the", "of", "and", "is", "not"} <= english_stopwords()
+
+
+def test_match_budget_keeps_the_rarest_words_that_fit():
+    counts = {"common": 90, "middle": 30, "rare": 2, "absent": 0}
+
+    def match_count(query: str, cap: int) -> int:
+        return min(counts[query.strip('"')], cap)
+
+    words = list(counts)
+    assert split_by_match_budget(words, match_count, 200) == (words, [])
+    assert split_by_match_budget(words, match_count, 100) == (["absent", "rare"], ["common", "middle"])
+    assert split_by_match_budget(words, match_count, 4) == (["absent"], ["common", "middle", "rare"])
+
+
+@pytest.fixture
+def lexical_store(tmp_path):
+    """Chunks where "alpha" is in every one, "beta" in every third, "gamma" in two, "delta" in one."""
+    store = Store.open(tmp_path / "lexical", create=True)
+    texts = []
+    for i in range(30):
+        words = ["alpha"] * (1 + i % 4) + (["beta"] if i % 3 == 0 else []) + ["filler"] * (i % 7)
+        words += ["gamma"] if i in (4, 9) else []
+        words += ["delta"] if i == 9 else []
+        texts.append(" ".join(words))
+    with store.transaction():
+        store.begin_file("/c.txt", "text")
+        store.insert_pending_chunks(
+            [Chunk(t, 0, len(t), 1, 1, "", path="/c.txt", ordinal=i) for i, t in enumerate(texts)]
+        )
+        store.commit_pending_chunks()
+    yield store
+    store.close()
+
+
+def test_over_the_match_budget_bm25_ranks_rare_word_chunks_by_the_whole_query(lexical_store):
+    query = "alpha beta gamma delta"
+    exact = {row.id: score for row, score in bm25_ranking(lexical_store, query, 100, match_budget=10**6)}
+    assert len(exact) == 30
+    pruned = bm25_ranking(lexical_store, query, 100, match_budget=12)  # delta + gamma fit 12 // 4
+    assert {row.text.count("gamma") for row, _ in pruned} == {1}
+    assert [row.id for row, _ in pruned] == sorted(exact, key=lambda i: -exact[i])[:2]
+    for row, score in pruned:
+        assert score == pytest.approx(exact[row.id], rel=1e-9)  # alpha and beta still count in the score
+
+
+def test_bm25_with_a_path_filter_and_a_match_budget(lexical_store):
+    hits = bm25_ranking(
+        lexical_store, "alpha delta", 10, matches=lambda path: path == "/c.txt", match_budget=1
+    )
+    assert [row.text.count("delta") for row, _ in hits] == [1]
+    assert bm25_ranking(lexical_store, "alpha delta", 10, matches=lambda path: False, match_budget=1) == []
 
 
 def test_query_of_only_punctuation_gives_no_bm25_hits(index):

@@ -94,6 +94,19 @@ def test_forget_chunks_marks_their_file_for_reindexing(store):
     assert store.counts() == (1, 2)
 
 
+def test_match_count_stops_at_its_cap(store):
+    add_file(store, "/m.txt", ["apple pie", "apple tart", "apple cake", "pear"])
+    assert store.match_count('"apple"', 10) == 3
+    assert store.match_count('"apple"', 2) == 2
+    assert store.match_count('"plum"', 10) == 0
+
+
+def test_bm25_makes_up_for_pending_chunks_ranked_first(store):
+    add_file(store, "/done.txt", ["word and more", "word and other things"])
+    add_file(store, "/pending.txt", ["word word word"] * 5, commit=False)
+    assert [row.path for row, _ in store.bm25('"word"', 2)] == ["/done.txt", "/done.txt"]
+
+
 def test_path_filter_in_bm25(store):
     add_file(store, "/docs/a.md", ["shared word"])
     add_file(store, "/src/b.py", ["shared word"])

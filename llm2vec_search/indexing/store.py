@@ -35,6 +35,8 @@ CHUNK_FIELDS = (
     "ordinal",
 )
 CHUNK_COLUMNS = ", ".join(f"chunks.{name}" for name in CHUNK_FIELDS)
+# FTS5's BM25 (lower is better) with a chunk's heading worth half its text.
+BM25_SCORE = "bm25(chunks_fts, 1.0, 0.5)"
 _INSERTED = [name for name in CHUNK_FIELDS if name != "id"]
 INSERT_PENDING_CHUNK = (
     f"INSERT INTO chunks({', '.join(_INSERTED)}, committed) VALUES ({', '.join('?' * len(_INSERTED))}, 0)"
@@ -314,15 +316,61 @@ class Store:
         """Rows in the FTS index (for consistency checks)."""
         return int(self.conn.execute("SELECT count(*) FROM chunks_fts_docsize").fetchone()[0])
 
-    def bm25(self, fts_query: str, limit: int, path_filter=None) -> list[tuple[Chunk, float]]:
-        """Committed chunks matching an FTS5 query, best first, with a higher-is-better BM25 score."""
-        sql = (
-            f"SELECT {CHUNK_COLUMNS}, bm25(chunks_fts, 1.0, 0.5) AS score "
-            "FROM chunks_fts JOIN chunks ON chunks.id = chunks_fts.rowid "
-            "WHERE chunks_fts MATCH ? AND chunks.committed = 1"
-        )
+    def bm25(
+        self, fts_query: str, limit: int, path_filter=None, matching: str | None = None
+    ) -> list[tuple[Chunk, float]]:
+        """Committed chunks matching an FTS5 query, best first, with a higher-is-better BM25 score;
+        `matching`, when given, is an FTS5 query that picks which chunks are ranked (by `fts_query`'s score).
+
+        FTS5 ranks alone and only the best chunks are read: joining `chunks` in the ranking query would read
+        every matching chunk's row (2.9x slower at 100k chunks, `benchmarks/bm25_latency.py`). Pending chunks
+        in the ranking are made up for by asking for more. A path filter needs each match's path, so it is
+        ranked with the join."""
+        scored, parameters = _bm25_scored(fts_query, matching)
         if path_filter is not None:
             self.conn.create_function("l2v_path_matches", 1, path_filter, deterministic=True)
-            sql += " AND l2v_path_matches(chunks.path)"
-        rows = self.conn.execute(sql + " ORDER BY score LIMIT ?", (fts_query, limit)).fetchall()
-        return [(Chunk(*row[:-1]), -float(row[-1])) for row in rows]
+            ranked = self.conn.execute(
+                f"{scored} SELECT scored.id, scored.score FROM scored JOIN chunks ON chunks.id = scored.id "
+                "WHERE chunks.committed = 1 AND l2v_path_matches(chunks.path) ORDER BY scored.score LIMIT ?",
+                (*parameters, limit),
+            ).fetchall()
+            rows = self.chunks_by_id([i for i, _ in ranked])
+            return [(rows[i], -score) for i, score in ranked if i in rows]
+        fetch = limit
+        while True:
+            ranked = self.conn.execute(
+                f"{scored} SELECT id, score FROM scored ORDER BY score LIMIT ?", (*parameters, fetch)
+            ).fetchall()
+            rows = self.chunks_by_id([i for i, _ in ranked])
+            found = [(rows[i], -score) for i, score in ranked if i in rows]
+            if len(found) >= limit or len(ranked) < fetch:
+                return found[:limit]
+            fetch *= 4
+
+    def match_count(self, fts_query: str, cap: int) -> int:
+        """Chunks (pending ones included) matching an FTS5 query, counted up to `cap`: what ranking it would
+        cost, without paying for more."""
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                (fts_query, cap),
+            ).fetchone()[0]
+        )
+
+
+def _bm25_scored(fts_query: str, matching: str | None) -> tuple[str, tuple[str, ...]]:
+    """A `WITH scored(id, score)` clause (lower score is better) and its parameters.
+
+    With `matching`, the query `(matching) AND (fts_query)` finds just `matching`'s chunks and scores every
+    phrase of both halves, so `matching`'s words count twice; taking away `matching`'s own score leaves
+    `fts_query`'s BM25 exactly (FTS5 takes each word's IDF over the whole table). Both halves are
+    materialized: joined unmaterialized, FTS5 would be queried, and its IDFs recomputed, once per chunk."""
+    ranked = f"SELECT rowid AS id, {BM25_SCORE} AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
+    if matching is None:
+        return f"WITH scored AS ({ranked})", (fts_query,)
+    return (
+        f"WITH both_halves AS MATERIALIZED ({ranked}), matching AS MATERIALIZED ({ranked}), "
+        "scored AS (SELECT both_halves.id, both_halves.score - matching.score AS score "
+        "FROM both_halves JOIN matching ON both_halves.id = matching.id)",
+        (f"({matching}) AND ({fts_query})", matching),
+    )
