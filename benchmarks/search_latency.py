@@ -196,7 +196,8 @@ def main() -> None:
     args = parser.parse_args()
 
     texts, queries = read_texts()
-    encoder = Encoder.from_pretrained(args.model, device="cpu")
+    # No query cache: queries cycle, and every one should pay the model, as a query never seen before does.
+    encoder = Encoder.from_pretrained(args.model, device="cpu", query_cache_size=0)
     encoder.encode_queries(queries[:8])  # warm-up
     console.print(corpus_rows(encoder, texts, queries, args.sizes, args.kinds, args.queries))
     if args.ann_size:

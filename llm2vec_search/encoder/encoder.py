@@ -174,11 +174,12 @@ class Encoder:
         max_length: int | None = None,
         bidirectional: bool | None = None,
         query_instruction: str | None = None,
+        query_cache_size: int = QUERY_CACHE_SIZE,
     ) -> "Encoder":
         """Load a model spec (see `l2v-search models`), apply adapters, and switch on bidirectional attention.
 
         Arguments left as None take the trained model directory's settings, else mean pooling, 512 tokens,
-        bidirectional attention and no query instruction.
+        bidirectional attention and no query instruction. `query_cache_size` as in `Encoder`.
         """
         spec = str(model)
         config, model_dir = model_config(spec)
@@ -219,6 +220,7 @@ class Encoder:
             else config.query_instruction,
             name=name,
             fingerprint=fingerprint,
+            query_cache_size=query_cache_size,
         )
 
     @property
