@@ -167,7 +167,12 @@ async def drive(port: int, cell: Cell, texts: list[str], seconds: float, search_
                 try:
                     response = await client.post(url, json=payload(cell.endpoint, text, search_mode))
                 except httpx.HTTPError as exc:
-                    cell.failed(type(exc).__name__)
+                    cause = exc.__cause__ or exc.__context__
+                    cell.failed(
+                        f"{type(exc).__name__} ({type(cause).__name__}: {cause})"
+                        if cause
+                        else type(exc).__name__
+                    )
                     continue
                 if response.status_code == 200:
                     cell.latencies_ms.append((time.perf_counter() - sent) * 1000)

@@ -2,6 +2,9 @@
 test_server.py): each gets its status with an OpenAI-shaped JSON error, and none a 5xx."""
 
 import json
+import re
+import socket
+import time
 
 import httpx
 import pytest
@@ -81,3 +84,31 @@ def test_auth_scheme_is_case_insensitive_and_the_key_is_not(served, authorizatio
 def test_no_hostile_request_caused_an_internal_error(served):  # noqa: F811
     log = served.log.read_text()
     assert "Traceback" not in log and "internal error" not in log
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length body, or b"" when the server has closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = sock.recv(65536)
+        if not part:
+            return data
+        data += part
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return data
+
+
+def test_an_idle_connection_outlives_the_clients_own_keep_alive(served):  # noqa: F811
+    """httpx (and the OpenAI client) drop an idle pooled connection after 5 s; a server that closes at the
+    same moment races them, and a request sent on the closing connection fails. The server waits longer."""
+    url = httpx.URL(served.url)
+    request = f"GET /health HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Bearer {KEY}\r\n\r\n".encode()
+    with socket.create_connection((url.host, url.port), timeout=30) as sock:
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6)
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
