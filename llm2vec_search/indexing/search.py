@@ -249,7 +249,6 @@ def rank_queries(
     mode: str,
     path_glob: str | None = None,
     dense_weight: float = DEFAULT_DENSE_WEIGHT,
-    bm25_match_budget: int = BM25_MATCH_BUDGET,
 ) -> list[list[Hit]]:
     """Rank each text's hits under `mode`; `query_vectors` (one row per text) serve dense ranking, which
     finds nothing without them or without vectors. Checked input only: `Index.search_many` checks it."""
@@ -261,6 +260,6 @@ def rank_queries(
         dense = None
         if mode != "bm25":
             dense = dense_ranking(store, vectors, query_vectors[i], depth, matches) if can_rank_dense else []
-        bm25 = bm25_ranking(store, text, depth, matches, bm25_match_budget) if mode != "dense" else None
+        bm25 = bm25_ranking(store, text, depth, matches) if mode != "dense" else None
         results.append(rank_hits(dense, bm25, k, dense_weight))
     return results
