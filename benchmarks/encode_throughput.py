@@ -1,5 +1,5 @@
 """Encoder throughput: our `Encoder.encode` vs sentence-transformers vs a plain transformers loop, and the
-same `Encoder` on a faster CPU runtime (OpenVINO, in fp32 and with int8 weights).
+same `Encoder` on a faster CPU runtime (OpenVINO, ONNX Runtime, torch.compile).
 
 All three run the same weights, the same bidirectional attention and mean pooling, on the same texts, in one
 process, after a warm-up:
@@ -8,9 +8,15 @@ process, after a warm-up:
 - sentence-transformers: a `SentenceTransformer` built from the converted Hugging Face directory plus mean
   pooling, its attention switched to bidirectional with `set_bidirectional`;
 - plain loop: the tokenizer pads each batch of 32 texts (in input order) to its longest text, mean pooling;
-- openvino-fp32 / openvino-int8w (`pip install openvino nncf`): our `Encoder` with the model's forward pass
-  converted to OpenVINO (fp32, or int8 per-channel weights from `nncf.compress_weights`), so tokenization,
-  batching and pooling are identical and only the runtime differs. Checked against ours per text.
+- CPU backends: our `Encoder` with only the model's forward pass swapped, so tokenization, batching and
+  pooling are identical and only the runtime differs; each is checked against ours per text.
+  - openvino-fp32 / openvino-int8w (`pip install openvino nncf`): converted to OpenVINO, run in fp32 or with
+    int8 per-channel weights from `nncf.compress_weights`;
+  - onnxruntime-fp32 / onnxruntime-int8 (`pip install onnx onnxruntime`): exported to ONNX (TorchScript
+    exporter, dynamic batch and length), run by ONNX Runtime's CPU provider as is or after
+    `quantize_dynamic` (int8 per-channel MatMul weights, activations quantized per batch at run time);
+  - torch-compile: `torch.compile(dynamic=True)` (inductor); compiling happens in the warm-up, not the timing.
+  A backend that fails to build or to run is reported in one line and left out.
 
 Workloads, each shuffled so that lengths are mixed as in real corpora: short texts (Wikipedia sentences,
 ~30 tokens), long texts (SciFact abstracts cut to 256 tokens), and both together ("mixed"). Tokens/s counts
@@ -23,6 +29,11 @@ same dtype unless `--peak-tflops` is given).
     python benchmarks/encode_throughput.py                          # default model, 256 short + 64 long texts
     python benchmarks/encode_throughput.py --n-short 64 --n-long 16 --threads 2
     python benchmarks/encode_throughput.py --methods ours,openvino-fp32,openvino-int8w --repeats 2
+    python benchmarks/encode_throughput.py --backend-check --methods onnxruntime-fp32 --threads 2
+
+`--backend-check` runs only the comparison that decides the CPU default: the mixed texts, ours against the
+backends in `--methods` (all of them by default); its last line gives the fastest backend that meets the
+cosine bar (the fastest overall if none does) as `speedup X.XX min_cosine Y.YYYY backend NAME`.
 """
 
 import argparse
@@ -30,6 +41,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -48,12 +60,14 @@ DATA = ROOT.parent / "shared" / "data"
 LONG_TOKENS = 256
 PLAIN_BATCH = 32
 OPENVINO_METHODS = ("openvino-fp32", "openvino-int8w")
-METHODS = ("ours", "sentence-transformers", "plain", *OPENVINO_METHODS)
+ONNXRUNTIME_METHODS = ("onnxruntime-fp32", "onnxruntime-int8")
+BACKEND_METHODS = (*OPENVINO_METHODS, *ONNXRUNTIME_METHODS, "torch-compile")
+METHODS = ("ours", "sentence-transformers", "plain", *BACKEND_METHODS)
 AGREEMENT_MIN_COSINE = 0.9999
 # A CPU backend may become the default only if every text stays this close to fp32 torch (issue 12's bar).
 BACKEND_MIN_COSINE = 0.99
 # Whose vectors each method is checked against.
-REFERENCE = {"ours": "plain", "sentence-transformers": "plain"} | {m: "ours" for m in OPENVINO_METHODS}
+REFERENCE = {"ours": "plain", "sentence-transformers": "plain"} | {m: "ours" for m in BACKEND_METHODS}
 
 
 @dataclass
@@ -139,19 +153,32 @@ def sentence_transformer(weights_dir: Path, device: torch.device, dtype: torch.d
     return encode
 
 
-class OpenVINOForward(torch.nn.Module):
-    """Stands in for the torch model inside `Encoder`: the same call, run by a compiled OpenVINO model."""
+# What a backend runs in place of the model: (input_ids, attention_mask) -> last hidden states.
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-    def __init__(self, compiled, config) -> None:
+
+class BackendForward(torch.nn.Module):
+    """Stands in for the torch model inside `Encoder`: the same call, run by another runtime."""
+
+    def __init__(self, forward: Forward, config) -> None:
         super().__init__()
-        self.compiled = compiled
-        self.config = config
-        # `Encoder.device` reads the first parameter's device; OpenVINO runs on the CPU.
+        # `Encoder.device` reads the first parameter's device; every backend here runs on the CPU.
         self.anchor = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+        self.run = forward
+        self.config = config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        states = self.compiled({"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})[0]
-        return SimpleNamespace(last_hidden_state=torch.from_numpy(states))
+        return SimpleNamespace(last_hidden_state=self.run(input_ids, attention_mask))
+
+
+def numpy_forward(run: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Forward:
+    """A Forward over a runtime that takes {input name: array} and returns the hidden states as an array."""
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return torch.from_numpy(run(feeds))
+
+    return forward
 
 
 class PaddingOnlyMasks(torch.nn.Module):
@@ -174,18 +201,26 @@ class PaddingOnlyMasks(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=masks, use_cache=False).last_hidden_state
 
 
-def openvino_encoders(encoder, names: list[str]) -> dict:
-    """{name: Encoder} running `encoder`'s model converted to OpenVINO, one per asked-for variant."""
-    import openvino as ov
+INPUTS = ("input_ids", "attention_mask")
+EXAMPLE = torch.ones(2, 8, dtype=torch.long)  # traces and exports: 2 texts of 8 tokens, shapes left dynamic
 
+
+def traceable(encoder) -> PaddingOnlyMasks:
+    """`encoder`'s model with masks that trace; only valid while no text can pass the sliding window."""
     window = getattr(encoder.model.config, "sliding_window", None)
     if window is not None and encoder.max_length > window:
-        sys.exit(f"OpenVINO rows need max_length <= the sliding window ({window}); got {encoder.max_length}")
-    example = torch.ones(2, 8, dtype=torch.long)
+        sys.exit(f"backend rows need max_length <= the sliding window ({window}); got {encoder.max_length}")
+    return PaddingOnlyMasks(encoder.model).eval()
+
+
+def openvino_forwards(encoder, names: list[str]) -> dict[str, Forward]:
+    """{name: Forward} running `encoder`'s model converted to OpenVINO, one per asked-for variant."""
+    import openvino as ov
+
     graph = ov.convert_model(
-        PaddingOnlyMasks(encoder.model),
-        example_input={"input_ids": example, "attention_mask": example},
-        input=[(name, ov.PartialShape([-1, -1]), ov.Type.i64) for name in ("input_ids", "attention_mask")],
+        traceable(encoder),
+        example_input=dict.fromkeys(INPUTS, EXAMPLE),
+        input=[(name, ov.PartialShape([-1, -1]), ov.Type.i64) for name in INPUTS],
     )
     core = ov.Core()
     threads = torch.get_num_threads()
@@ -198,19 +233,85 @@ def openvino_encoders(encoder, names: list[str]) -> dict:
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
         return core.compile_model(graph, "CPU", config)
 
+    return {name: numpy_forward(lambda feeds, c=compile_variant(name): c(feeds)[0]) for name in names}
+
+
+def onnxruntime_forwards(encoder, names: list[str]) -> dict[str, Forward]:
+    """{name: Forward} running `encoder`'s model exported to ONNX in ONNX Runtime, as is or int8-quantized.
+
+    The exported files live in a temporary folder for this call only: the sessions keep the weights.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory(prefix="l2v-onnx-") as folder:
+        paths = {"onnxruntime-fp32": f"{folder}/fp32.onnx", "onnxruntime-int8": f"{folder}/int8.onnx"}
+        with torch.no_grad():
+            # The TorchScript exporter, which traces the model as the OpenVINO conversion above does.
+            torch.onnx.export(
+                traceable(encoder),
+                (EXAMPLE, EXAMPLE),
+                paths["onnxruntime-fp32"],
+                dynamo=False,
+                input_names=list(INPUTS),
+                output_names=["last_hidden_state"],
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*INPUTS, "last_hidden_state"]},
+                opset_version=18,
+            )
+        if "onnxruntime-int8" in names:
+            # MatMul weights only: the embedding table is a lookup, which int8 would make no faster.
+            quantize_dynamic(
+                paths["onnxruntime-fp32"],
+                paths["onnxruntime-int8"],
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+            )
+        sessions = {
+            name: ort.InferenceSession(paths[name], options, providers=["CPUExecutionProvider"])
+            for name in names
+        }
     return {
-        name: Encoder(
-            OpenVINOForward(compile_variant(name), encoder.model.config),
-            encoder.tokenizer,
-            pooling=encoder.pooling,
-            max_length=encoder.max_length,
-        )
-        for name in names
+        name: numpy_forward(lambda feeds, s=session: s.run(None, feeds)[0])
+        for name, session in sessions.items()
     }
 
 
+def torch_compile_forward(encoder) -> Forward:
+    """`encoder`'s model under torch.compile (inductor), symbolic shapes: new batch shapes reuse the code."""
+    return torch.compile(traceable(encoder), dynamic=True)
+
+
+def backend_forwards(encoder, names: list[str]) -> tuple[dict[str, Forward], dict[str, str]]:
+    """({name: Forward} for the asked-for backends that could be built, {name: one-line failure})."""
+    families = [
+        (OPENVINO_METHODS, partial(openvino_forwards, encoder)),
+        (ONNXRUNTIME_METHODS, partial(onnxruntime_forwards, encoder)),
+        (("torch-compile",), lambda _: {"torch-compile": torch_compile_forward(encoder)}),
+    ]
+    forwards, failures = {}, {}
+    for family, build in families:
+        asked = [name for name in names if name in family]
+        if not asked:
+            continue
+        try:
+            forwards |= build(asked)
+        except Exception as error:  # a backend that cannot be built is a result, not a crash
+            failures |= dict.fromkeys(asked, one_line(error))
+    return forwards, failures
+
+
+def one_line(error: Exception) -> str:
+    first = next((line for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first.strip()[:200]}"
+
+
 def build_methods(args, device: torch.device, dtype_name: str):
-    """({name: encode function} for the methods asked for on this device and dtype, our Encoder)."""
+    """({name: encode function} for the methods asked for on this device and dtype, our Encoder,
+    {backend: one-line failure})."""
     from llm2vec_search.encoder.models import resolve_weights
 
     encoder = Encoder.from_pretrained(args.model, device=str(device), dtype=dtype_name)
@@ -224,11 +325,19 @@ def build_methods(args, device: torch.device, dtype_name: str):
         )
     if "plain" in args.methods:
         methods["plain"] = plain_loop(encoder.model, encoder.tokenizer, device)
-    backends = [m for m in args.methods if m in OPENVINO_METHODS]
+    backends = [m for m in args.methods if m in BACKEND_METHODS]
+    failures: dict[str, str] = {}
     if backends and device.type == "cpu":
-        for name, backend in openvino_encoders(encoder, backends).items():
+        forwards, failures = backend_forwards(encoder, backends)
+        for name, forward in forwards.items():
+            backend = Encoder(
+                BackendForward(forward, encoder.model.config),
+                encoder.tokenizer,
+                pooling=encoder.pooling,
+                max_length=encoder.max_length,
+            )
             methods[name] = partial(backend.encode, max_batch_tokens=args.max_batch_tokens)
-    return methods, encoder
+    return methods, encoder, failures
 
 
 def time_call(encode: Callable[[list[str]], np.ndarray], texts: list[str], device: torch.device):
@@ -260,22 +369,36 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, size: int = 8192
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def run(args) -> list[Row]:
+def warm_up(methods: dict, warm: list[str], failures: dict[str, str]) -> None:
+    """Run each method once on a mixed batch and on a single text (torch.compile compiles both shapes here);
+    a method that fails is dropped, its failure kept."""
+    for name, encode in list(methods.items()):
+        try:
+            encode(warm)
+            encode(warm[:1])
+        except Exception as error:
+            failures[name] = one_line(error)
+            del methods[name]
+
+
+def run(args) -> tuple[list[Row], dict[str, str]]:
     from llm2vec_search.encoder import pick_device
 
     device, _ = pick_device(args.device)
     dtypes = ["float32", "bfloat16"] if device.type == "cuda" else ["float32"]
     rows: list[Row] = []
+    failures: dict[str, str] = {}
     for dtype_name in dtypes:
-        methods, encoder = build_methods(args, device, dtype_name)
+        methods, encoder, failed = build_methods(args, device, dtype_name)
+        failures |= failed
         workloads = load_texts(encoder.tokenizer, args.n_short, args.n_long, args.seed)
         token_counts = {
             name: sum(len(ids) for ids in encoder.tokenizer(texts)["input_ids"])
             for name, texts in workloads.items()
         }
-        warm = [text for texts in workloads.values() for text in texts[:4]]
-        for encode in methods.values():
-            encode(warm)
+        warm_up(methods, [text for texts in workloads.values() for text in texts[:4]], failures)
+        if args.backend_check:
+            workloads = {"mixed": workloads["mixed"]}
         for workload, texts in workloads.items():
             for method, encode in methods.items():
                 seconds, vectors = min(
@@ -300,7 +423,7 @@ def run(args) -> list[Row]:
                     row.peak_fraction = flops_per_token * row.tokens_per_s / peak
             print(f"  peak {dtype_name}: {peak / 1e12:.1f} TFLOP/s", file=sys.stderr)
         del methods, encoder
-    return rows
+    return rows, failures
 
 
 def ratio(rows: list[Row], row: Row, method: str) -> str:
@@ -359,7 +482,7 @@ def print_agreement(rows: list[Row]) -> bool:
             note = "ok" if passed else f"FAIL (< {AGREEMENT_MIN_COSINE})"
         elif row.method == "sentence-transformers":
             note = "(its mean includes the BOS token)"
-        elif row.method in OPENVINO_METHODS:
+        elif row.method in BACKEND_METHODS:
             meets = cosines.min() >= BACKEND_MIN_COSINE
             note = f"{'meets' if meets else 'misses'} the backend bar (>= {BACKEND_MIN_COSINE})"
         print(
@@ -367,6 +490,20 @@ def print_agreement(rows: list[Row]) -> bool:
             f"min {cosines.min():.6f} mean {cosines.mean():.6f} {note}"
         )
     return ok
+
+
+def backend_check_line(rows: list[Row]) -> str:
+    """The decision on the mixed texts: the fastest backend that meets the cosine bar (else the fastest)."""
+    ours = find(rows, "ours", "float32", "mixed")
+    candidates = []
+    for row in rows:
+        if row.method in BACKEND_METHODS and row.dtype == "float32" and row.workload == "mixed":
+            min_cosine = float((row.vectors * ours.vectors).sum(1).min())
+            candidates.append((min_cosine >= BACKEND_MIN_COSINE, row.tokens_per_s, min_cosine, row.method))
+    if not candidates:
+        return "speedup 0.00 min_cosine 0.0000 backend none"
+    _, rate, min_cosine, name = max(candidates)
+    return f"speedup {rate / ours.tokens_per_s:.2f} min_cosine {min_cosine:.4f} backend {name}"
 
 
 def main() -> None:
@@ -382,7 +519,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n-short", type=int, default=256)
     parser.add_argument("--n-long", type=int, default=64)
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma list of {', '.join(METHODS)} (default: all; --backend-check: ours and the backends)",
+    )
     parser.add_argument("--max-batch-tokens", type=int, default=None, help="ours: padded tokens per batch")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument(
@@ -392,11 +533,20 @@ def main() -> None:
         "--peak-tflops", type=float, default=None, help="GPU peak for the dtype (else measured)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--backend-check",
+        action="store_true",
+        help="only the CPU-default decision: ours vs the backends on the mixed texts, verdict last",
+    )
     args = parser.parse_args()
+    if args.methods is None:
+        args.methods = ",".join(BACKEND_METHODS if args.backend_check else METHODS)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
+    if args.backend_check:
+        args.methods = ["ours", *(m for m in args.methods if m in BACKEND_METHODS)]
     if args.max_batch_tokens is None:
         from llm2vec_search.encoder.encoder import DEFAULT_BATCH_TOKENS
 
@@ -408,7 +558,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    rows = run(args)
+    rows, failures = run(args)
     load_after = os.getloadavg()[0]
     print(
         f"\nmodel {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, {cores} cores, "
@@ -416,6 +566,10 @@ def main() -> None:
     )
     print_table(rows)
     ok = print_agreement(rows)
+    if failures:
+        print("\nfailed (left out):")
+        for name, failure in failures.items():
+            print(f"  {name:22s} {failure}")
     print(
         f"\ntotal {time.perf_counter() - started:.0f} s; load average {load_before:.1f} before, "
         f"{load_after:.1f} after, on {cores} cores"
@@ -425,6 +579,8 @@ def main() -> None:
             "the machine was shared with other work while this ran: absolute rates are lower and noisier "
             "than on an idle machine; ratios measured in the same run are the figures to read"
         )
+    if args.backend_check:
+        print(backend_check_line(rows))
     sys.exit(0 if ok else 1)
 
 
