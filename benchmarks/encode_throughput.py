@@ -373,12 +373,15 @@ def warm_up(methods: dict, warm: list[str], failures: dict[str, str]) -> None:
     """Run each method once on a mixed batch and on a single text (torch.compile compiles both shapes here);
     a method that fails is dropped, its failure kept."""
     for name, encode in list(methods.items()):
+        began = time.perf_counter()
         try:
             encode(warm)
             encode(warm[:1])
         except Exception as error:
             failures[name] = one_line(error)
             del methods[name]
+            continue
+        print(f"  warm-up {name}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
 
 
 def run(args) -> tuple[list[Row], dict[str, str]]:
