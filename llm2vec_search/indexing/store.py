@@ -323,9 +323,9 @@ class Store:
         `matching`, when given, is an FTS5 query that picks which chunks are ranked (by `fts_query`'s score).
 
         FTS5 ranks alone and only the best chunks are read: joining `chunks` in the ranking query would read
-        every matching chunk's row (2.9x slower at 100k chunks, `benchmarks/bm25_latency.py`). Pending chunks
-        in the ranking are made up for by asking for more. A path filter needs each match's path, so it is
-        ranked with the join."""
+        every matching chunk's row (2x slower at 10k and 100k chunks, `benchmarks/bm25_latency.py`). Pending
+        chunks in the ranking are made up for by asking for more. A path filter needs each match's path, so
+        it is ranked with the join."""
         scored, parameters = _bm25_scored(fts_query, matching)
         if path_filter is not None:
             self.conn.create_function("l2v_path_matches", 1, path_filter, deterministic=True)
