@@ -334,18 +334,21 @@ class Store:
                 "WHERE chunks.committed = 1 AND l2v_path_matches(chunks.path) ORDER BY scored.score LIMIT ?",
                 (*parameters, limit),
             ).fetchall()
-            rows = self.chunks_by_id([i for i, _ in ranked])
-            return [(rows[i], -score) for i, score in ranked if i in rows]
+            return self._ranked_chunks(ranked)
         fetch = limit
         while True:
             ranked = self.conn.execute(
                 f"{scored} SELECT id, score FROM scored ORDER BY score LIMIT ?", (*parameters, fetch)
             ).fetchall()
-            rows = self.chunks_by_id([i for i, _ in ranked])
-            found = [(rows[i], -score) for i, score in ranked if i in rows]
+            found = self._ranked_chunks(ranked)
             if len(found) >= limit or len(ranked) < fetch:
                 return found[:limit]
             fetch *= 4
+
+    def _ranked_chunks(self, ranked: list[tuple[int, float]]) -> list[tuple[Chunk, float]]:
+        """Ranked (id, FTS5 score) rows as the committed chunks among them, scores higher-is-better."""
+        rows = self.chunks_by_id([i for i, _ in ranked])
+        return [(rows[i], -score) for i, score in ranked if i in rows]
 
     def match_count(self, fts_query: str, cap: int) -> int:
         """Chunks (pending ones included) matching an FTS5 query, counted up to `cap`: what ranking it would
