@@ -121,6 +121,29 @@ def test_grad_cache_rerun_draws_the_same_dropout(base_dir):
     assert (views[:count] - views[count:]).abs().max() > 1e-3
 
 
+def test_top_layers_only_training_keeps_no_graph_below_them(base_dir):
+    stage = simcse_stage(base_dir, lora_layers=1)
+    bottom = next(m for name, m in stage.model.named_modules() if name.endswith("layers.0"))
+    outputs_need_grad = []
+
+    def record(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        outputs_need_grad.append(hidden.requires_grad)
+
+    bottom.register_forward_hook(record)
+    stage.backward(SENTENCES[:4], lambda value: value)
+    assert outputs_need_grad and not any(
+        outputs_need_grad
+    )  # nothing stored for the backward pass below the trained layer
+    grads = [p.grad for p in stage.model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.abs().max() > 0 for g in grads)
+
+
+def test_lora_layers_beyond_the_model_are_refused(base_dir):
+    with pytest.raises(L2VError, match=r"lora-layers must be in \[1, 2\]"):
+        simcse_stage(base_dir, lora_layers=3)
+
+
 def test_grad_cache_chunks_are_sized_to_the_memory_available():
     config = type("Config", (), {"num_hidden_layers": 18, "hidden_size": 640, "intermediate_size": 2048})
     per_text = activation_bytes_per_token(config) * 128  # the default model at 128 tokens: ~270 MB a text
@@ -131,3 +154,5 @@ def test_grad_cache_chunks_are_sized_to_the_memory_available():
     assert fitting_mini_batch(config, asked, 128, available=per_text) == 8  # an explicit size is kept
     with pytest.raises(L2VError, match="lower --max-length"):
         fitting_mini_batch(config, settings, 128, available=per_text)
+    top_third = SimCSESettings(max_length=128, batch_size=64, lora_layers=6)  # 6 of 18 layers keep a graph
+    assert fitting_mini_batch(config, top_third, 200, available=100 * per_text) == 180

@@ -111,6 +111,22 @@ def test_simcse_on_top_of_mntp_round_trips(tmp_path, base_dir):
     assert (out / "simcse-loss.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_an_adapter_on_the_top_layers_only_round_trips(tmp_path, base_dir):
+    start = StartingPoint.from_spec(str(base_dir))
+    settings = SimCSESettings(
+        steps=2, batch_size=4, max_length=32, lr=1e-2, save_every=2, device="cpu", lora_layers=1
+    )
+    stage = SimCSEStage(start, TRAINING_TEXT, settings)
+    trained = [name for name, p in stage.model.named_parameters() if p.requires_grad]
+    assert trained and all(".layers.1." in name for name in trained)  # the tiny model's top layer
+    train(stage, settings, tmp_path / "out")
+    record_stage(tmp_path / "out", start, "simcse", None)
+    loaded = Encoder.from_pretrained(tmp_path / "out", device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(loaded, stage.encoder.encode(TEXTS), atol=1e-5)
+    untrained = Encoder.from_pretrained(base_dir, device="cpu").encode(TEXTS)
+    assert not np.allclose(untrained, loaded, atol=1e-3)
+
+
 def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path, base_dir):
     start = StartingPoint.from_spec(str(base_dir))
     settings = mntp_settings(steps=4)  # LoRA dropout on: resume must reproduce the random draws too

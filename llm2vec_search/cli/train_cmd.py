@@ -32,6 +32,7 @@ SHARED_OPTIONS: dict[str, tuple[type, str]] = {
     "lora_r": (int, "LoRA rank (default: 16)."),
     "lora_alpha": (int, "LoRA alpha (default: 32)."),
     "lora_dropout": (float, "Dropout inside the LoRA layers (default: 0.05)."),
+    "lora_layers": (int, "Train only the top N transformer layers: a cheaper step (default: all)."),
     "seed": (int, "Seed for LoRA init, data order, masking and dropout (default: 42)."),
     "save_every": (int, "Checkpoint every N steps (default: 100)."),
     "device": (str, "auto, cpu, cuda or cuda:N (default: auto)."),

@@ -105,11 +105,13 @@ class ContrastiveSettings(TrainSettings):
             raise L2VError(f"mini-batch must be at least 1, got {self.mini_batch}")
 
 
-def activation_bytes_per_token(config) -> int:
+def activation_bytes_per_token(config, trained_layers: int | None = None) -> int:
     """Memory a token of a training batch holds for the backward pass, in fp32 on CPU, without gradient
-    checkpointing: layers × (24 × hidden + 6 × MLP width) floats, ~2.1 MB for Gemma 3 270M (18 layers, 640
-    hidden, 2048 MLP), whose supervised steps of 48 texts of up to 128 tokens peaked at ~15 GB resident."""
-    return 4 * config.num_hidden_layers * (24 * config.hidden_size + 6 * config.intermediate_size)
+    checkpointing: trained layers × (24 × hidden + 6 × MLP width) floats, ~2.1 MB for all of Gemma 3 270M
+    (18 layers, 640 hidden, 2048 MLP), whose supervised steps of 48 texts of up to 128 tokens peaked at ~15 GB
+    resident. Layers below the trained ones keep nothing (`add_lora` with `lora_layers`)."""
+    layers = trained_layers or config.num_hidden_layers
+    return 4 * layers * (24 * config.hidden_size + 6 * config.intermediate_size)
 
 
 def available_memory() -> int:
@@ -132,7 +134,7 @@ def fitting_mini_batch(
     if settings.mini_batch is not None:
         return settings.mini_batch
     available = available_memory() if available is None else available
-    per_text = activation_bytes_per_token(config) * settings.max_length
+    per_text = activation_bytes_per_token(config, settings.lora_layers) * settings.max_length
     fits = int(available * MEMORY_HEADROOM // per_text)
     if fits < 1:
         raise L2VError(
@@ -167,9 +169,7 @@ def training_encoder(
         query_instruction=query_instruction,
     )
     set_attention_dropout(encoder.model, settings.dropout)
-    peft_model = add_lora(
-        encoder.model, settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.seed
-    )
+    peft_model = add_lora(encoder.model, settings)
     if device.type == "cuda":
         encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return encoder, peft_model, device

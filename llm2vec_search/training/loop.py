@@ -72,6 +72,7 @@ class TrainSettings:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    lora_layers: int | None = None  # LoRA on the top N layers only (None: every layer)
     seed: int = 42
     save_every: int = 100
     device: str = "auto"
@@ -87,6 +88,8 @@ class TrainSettings:
             raise L2VError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.warmup_steps < self.steps:
             raise L2VError(f"warmup-steps must be in [0, steps), got {self.warmup_steps}")
+        if self.lora_layers is not None and self.lora_layers < 1:
+            raise L2VError(f"lora-layers must be at least 1, got {self.lora_layers}")
         if not 0 <= self.lora_dropout < 1:
             raise L2VError(f"lora-dropout must be in [0, 1), got {self.lora_dropout}")
 

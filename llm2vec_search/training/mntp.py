@@ -42,9 +42,7 @@ class MNTPStage:
         self.lm_head = causal_lm.get_output_embeddings()
         self.softcapping = getattr(causal_lm.config, "final_logit_softcapping", None)
         causal_lm.requires_grad_(False)  # the LM head too, when it is not tied to the embeddings
-        self.model = add_lora(
-            self.inner, settings.lora_r, settings.lora_alpha, settings.lora_dropout, settings.seed
-        )
+        self.model = add_lora(self.inner, settings)
         causal_lm.to(self.device)
         if self.device.type == "cuda":
             self.inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

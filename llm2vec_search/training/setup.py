@@ -2,10 +2,12 @@
 what it leaves: a LoRA adapter sub-directory listed, in order, in the output's `l2v-model.json`."""
 
 import platform
+import re
 import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +17,9 @@ from ..encoder.bidirectional import set_bidirectional
 from ..encoder.encoder import DEFAULT_MAX_LENGTH, SHIPPED_DEFAULT
 from ..encoder.models import DEFAULT_BASE, model_family, resolve_weights
 from ..errors import L2VError
+
+if TYPE_CHECKING:
+    from .loop import TrainSettings
 
 # The projections LLM2Vec puts LoRA on; every supported family names its layers this way.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -78,17 +83,44 @@ def load_causal_lm(start: StartingPoint) -> nn.Module:
     return model
 
 
-def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, seed: int):
+def lora_targets(model: nn.Module, top_layers: int | None) -> list[str]:
+    """The projections to put LoRA on: by name in every layer, or by full module name in the top
+    `top_layers` layers (PEFT's own layer selection expects a prefix before `layers.`, which an
+    `AutoModel` tree lacks)."""
+    if top_layers is None:
+        return LORA_TARGETS
+    layer_count = model.config.num_hidden_layers
+    if not 1 <= top_layers <= layer_count:
+        raise L2VError(f"lora-layers must be in [1, {layer_count}] for this model, got {top_layers}")
+    layer_index = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+    return [
+        name
+        for name, _ in model.named_modules()
+        if name.rsplit(".", 1)[-1] in LORA_TARGETS
+        and (found := layer_index.search(name))
+        and int(found.group(1)) >= layer_count - top_layers
+    ]
+
+
+def add_lora(model: nn.Module, settings: "TrainSettings"):
     """Freeze `model` and wrap it in a fresh LoRA adapter (seeded init); returns the PEFT model.
 
     LoRA goes on the base model (no LM head), so the saved adapter's keys match the `AutoModel` tree that
-    `Encoder.from_pretrained` loads adapters onto.
+    `Encoder.from_pretrained` loads adapters onto. With `settings.lora_layers` only the last that many layers
+    get LoRA: the frozen layers below then keep no autograd graph, so a step stores and back-propagates
+    through the top layers only.
     """
     from peft import LoraConfig, get_peft_model
 
     model.requires_grad_(False)
-    torch.manual_seed(seed)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGETS, bias="none")
+    torch.manual_seed(settings.seed)
+    config = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=lora_targets(model, settings.lora_layers),
+        bias="none",
+    )
     with peft_deprecations_silenced():
         return get_peft_model(model, config)
 
