@@ -52,6 +52,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from cpu_share import OtherWork
 
 from llm2vec_search.encoder import Encoder
 
@@ -559,10 +560,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     cores = os.cpu_count() or 1
-    load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    rows, failures = run(args)
-    load_after = os.getloadavg()[0]
+    with OtherWork() as other:
+        rows, failures = run(args)
     print(
         f"\nmodel {args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, {cores} cores, "
         f"max_batch_tokens {args.max_batch_tokens}, best of {args.repeats}"
@@ -573,15 +573,8 @@ def main() -> None:
         print("\nfailed (left out):")
         for name, failure in failures.items():
             print(f"  {name:22s} {failure}")
-    print(
-        f"\ntotal {time.perf_counter() - started:.0f} s; load average {load_before:.1f} before, "
-        f"{load_after:.1f} after, on {cores} cores"
-    )
-    if load_before > 0.5:
-        print(
-            "the machine was shared with other work while this ran: absolute rates are lower and noisier "
-            "than on an idle machine; ratios measured in the same run are the figures to read"
-        )
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    print(other.line())
     if args.backend_check:
         print(backend_check_line(rows))
     sys.exit(0 if ok else 1)

@@ -18,7 +18,7 @@ err_console = Console(stderr=True)
 DenseWeightOption = typer.Option(
     DEFAULT_DENSE_WEIGHT,
     "--dense-weight",
-    help="Hybrid: weight of the dense ranking against BM25's 1 in reciprocal rank fusion.",
+    help="Hybrid: weight of the dense scores against BM25's 1, each scaled to [0, 1] over its list.",
 )
 DeviceOption = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda or cuda:N.")
 DtypeOption = typer.Option(

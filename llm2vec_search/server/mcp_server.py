@@ -113,7 +113,7 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
             Literal["bm25", "dense", "hybrid"],
             Field(
                 description="bm25: keywords (fast, the default); dense: meaning, by the embedding model; "
-                "hybrid: both fused by reciprocal rank."
+                "hybrid: both, their scores combined."
             ),
         ] = DEFAULT_MODE,
         path_glob: Annotated[

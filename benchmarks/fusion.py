@@ -1,0 +1,101 @@
+"""Hybrid fusion on a BEIR split: reciprocal rank fusion against convex combinations of normalized scores.
+
+Both retrievers' top chunks (`FUSION_DEPTH`, as hybrid search takes) are fetched once per query through the
+cached eval index (build it first with `l2v-search eval retrieval --mode dense` and the same `--max-length`),
+then fused offline in three ways, for each weight w of the dense list against BM25's 1:
+- `rrf`: w / (60 + dense rank) + 1 / (60 + BM25 rank), what hybrid search did before;
+- `convex min-max`: w · d + b, each list's scores min-max scaled over that list (`convex_fusion`, what hybrid
+  search does now; Bruch et al. 2023, "An Analysis of Fusion Functions for Hybrid Retrieval"); a chunk
+  missing from a list scores 0 there;
+- `convex theoretical`: the same with the lowest possible score as the floor (cosine −1, BM25 0), so one
+  list's spread does not decide the other's weight.
+Documents are ranked by their best chunk, as `l2v-search eval` ranks them. Choose on dev splits, never test.
+
+    python benchmarks/fusion.py ../shared/data/squad_dev --split dev --model MODEL --max-length 256
+"""
+
+import argparse
+from collections.abc import Callable
+
+from llm2vec_search.encoder import Encoder
+from llm2vec_search.evaluation import load_beir, mean_metrics
+from llm2vec_search.evaluation.retrieval import build_eval_index, eval_chunking
+from llm2vec_search.indexing.search import FUSION_DEPTH, Hit, convex_fusion
+
+RRF_K = 60
+Scores = dict[int, float]  # chunk id → score
+
+
+def rrf(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
+    scores: Scores = {}
+    for hits, list_weight in ((dense, weight), (bm25, 1.0)):
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + list_weight / (RRF_K + rank)
+    return scores
+
+
+def convex_min_max(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
+    return convex_fusion([[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)], [weight, 1.0])
+
+
+def convex_theoretical(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
+    """Each list scaled from its lowest possible score (cosine −1, BM25 0) to its best: the floor kept
+    in with score 0 so that `convex_fusion` scales from it."""
+    floored = [
+        [(-1, floor), *((h.chunk_id, h.score) for h in hits)] for hits, floor in ((dense, -1.0), (bm25, 0.0))
+    ]
+    scores = convex_fusion(floored, [weight, 1.0])
+    scores.pop(-1)
+    return scores
+
+
+METHODS: dict[str, Callable[[list[Hit], list[Hit], float], Scores]] = {
+    "rrf": rrf,
+    "convex min-max": convex_min_max,
+    "convex theoretical": convex_theoretical,
+}
+
+
+def doc_ranking(scores: Scores, paths: dict[int, str]) -> list[str]:
+    """Documents by their best chunk's fused score."""
+    return list(dict.fromkeys(paths[key] for key in sorted(scores, key=lambda k: -scores[k])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("dataset")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.5, 0.35, 0.25, 0.15])
+    args = parser.parse_args()
+    dataset = load_beir(args.dataset, args.split)
+    encoder = Encoder.from_pretrained(args.model, max_length=args.max_length)
+    ids = list(dataset.queries)
+    texts = [dataset.queries[i] for i in ids]
+    index, embedded = build_eval_index(dataset, encoder, *eval_chunking(encoder.max_length))
+    with index:
+        vectors = encoder.encode_queries(texts)
+        dense = index.search_many(texts, k=FUSION_DEPTH, mode="dense", query_vectors=vectors)
+        bm25 = index.search_many(texts, k=FUSION_DEPTH, mode="bm25")
+    paths = {hit.chunk_id: hit.path for hits in dense + bm25 for hit in hits}
+
+    def ndcg(rankings: list[list[str]]) -> float:
+        return mean_metrics(dataset.qrels, dict(zip(ids, rankings, strict=True)))["ndcg@10"]
+
+    print(f"{args.split} split, {len(ids)} queries, model {args.model}, {embedded} chunks embedded now")
+    print(f"dense alone {ndcg([[h.path for h in hits] for hits in dense]):.4f}")
+    print(f"BM25 alone  {ndcg([[h.path for h in hits] for hits in bm25]):.4f}")
+    print(f"nDCG@10 by dense weight (BM25's is 1)\n{'weight':>8}  " + "  ".join(f"{m:>18}" for m in METHODS))
+    for weight in args.weights:
+        row = [
+            ndcg([doc_ranking(method(d, b, weight), paths) for d, b in zip(dense, bm25, strict=True)])
+            for method in METHODS.values()
+        ]
+        print(f"{weight:>8}  " + "  ".join(f"{value:>18.4f}" for value in row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
