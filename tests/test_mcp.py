@@ -108,7 +108,7 @@ def test_lists_tools_and_searches_without_loading_the_model_for_bm25(setup):
         assert status["indexes"][0]["roots"] == [str(setup.notes)]
         assert status["models_loaded"] == []
 
-        found = await call(session, "search", query="stock markets", k=2)
+        found = await call(session, "search", query="stock markets", k=2, mode="bm25")
         assert found["index"] == "notes" and found["mode"] == "bm25"
         best = found["hits"][0]
         assert best["path"] == str(setup.notes / "markets.md")
@@ -166,7 +166,7 @@ def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_serving(set
         await call_error(session, "get_chunk", chunk_id="one")
         await call_error(session, "get_document", path="cats.md", start_line=50)
         assert "not the model" in await call_error(session, "search", query="cat", mode="dense")
-        assert (await call(session, "search", query="cat"))["hits"]  # still serving
+        assert (await call(session, "search", query="cat", mode="bm25"))["hits"]  # still serving
 
     other_model = save_tiny_model(setup.log.parent / "other-model", family="llama")
     with_session(setup, body, "--model", str(other_model))

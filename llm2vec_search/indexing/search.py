@@ -27,7 +27,7 @@ SEARCH_MODES = ("dense", "bm25", "hybrid")
 # The mode used when none is given (CLI, library, server), chosen on measured nDCG@10 with the shipped default
 # model: hybrid ties BM25 on SciFact test (0.687 vs 0.689) and is below it on squad_dev (0.777 vs 0.884);
 # dense alone is 0.577 and 0.607 (README, Quality). Revisit as the encoder improves.
-DEFAULT_MODE = "bm25"
+DEFAULT_MODE = "hybrid"
 # Weight of the dense list against BM25's (1.0) in hybrid fusion, chosen on squad_dev with the shipped default
 # (`benchmarks/fusion.py`: nDCG@10 0.855 / 0.885 / 0.889 / 0.891 / 0.888 at 1 / 0.5 / 0.35 / 0.25 / 0.15;
 # BM25 alone 0.884).
