@@ -1,14 +1,13 @@
-"""Hybrid fusion on a BEIR split: reciprocal rank fusion against convex combinations of normalized scores.
+"""Hybrid fusion on a BEIR split: reciprocal rank fusion against convex combinations of scaled scores.
 
-Both retrievers' top chunks (`FUSION_DEPTH`, as hybrid search takes) are fetched once per query through the
-cached eval index (build it first with `l2v-search eval retrieval --mode dense` and the same `--max-length`),
-then fused offline in three ways, for each weight w of the dense list against BM25's 1:
+Both retrievers' top chunks (`FUSION_DEPTH`, as hybrid search takes for k ≤ 50) are fetched once per query
+through the cached eval index (build it first with `l2v-search eval retrieval --mode dense` and the same
+`--max-length`), then fused offline in three ways, for each weight w of the dense list against BM25's 1:
 - `rrf`: w / (60 + dense rank) + 1 / (60 + BM25 rank), what hybrid search did before;
-- `convex min-max`: w · d + b, each list's scores min-max scaled over that list (`convex_fusion`, what hybrid
-  search does now; Bruch et al. 2023, "An Analysis of Fusion Functions for Hybrid Retrieval"); a chunk
-  missing from a list scores 0 there;
-- `convex theoretical`: the same with the lowest possible score as the floor (cosine −1, BM25 0), so one
-  list's spread does not decide the other's weight.
+- `convex min-max`: w · d + b, each list's scores scaled from its lowest to its highest (Bruch et al. 2023,
+  "An Analysis of Fusion Functions for Hybrid Retrieval"); a chunk missing from a list scores 0 there;
+- `convex theoretical`: the same scaled from the lowest score possible (cosine −1, BM25 0) instead, which does
+  not depend on how deep the lists are fetched: `convex_fusion`, what hybrid search does now.
 Documents are ranked by their best chunk, as `l2v-search eval` ranks them. Choose on dev splits, never test.
 
     python benchmarks/fusion.py ../shared/data/squad_dev --split dev --model MODEL --max-length 256
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.evaluation import load_beir, mean_metrics
 from llm2vec_search.evaluation.retrieval import build_eval_index, eval_chunking
-from llm2vec_search.indexing.search import FUSION_DEPTH, Hit, convex_fusion
+from llm2vec_search.indexing.search import FUSION_DEPTH, LOWEST_BM25, LOWEST_COSINE, Hit, convex_fusion
 
 RRF_K = 60
 Scores = dict[int, float]  # chunk id → score
@@ -35,18 +34,15 @@ def rrf(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
 
 
 def convex_min_max(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
-    return convex_fusion([[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)], [weight, 1.0])
+    """`convex_fusion` with each list's own lowest score as its floor."""
+    lists = [[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)]
+    floors = [min((score for _, score in ranking), default=0.0) for ranking in lists]
+    return convex_fusion(lists, [weight, 1.0], floors)
 
 
 def convex_theoretical(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
-    """Each list scaled from its lowest possible score (cosine −1, BM25 0) to its best: the floor kept
-    in with score 0 so that `convex_fusion` scales from it."""
-    floored = [
-        [(-1, floor), *((h.chunk_id, h.score) for h in hits)] for hits, floor in ((dense, -1.0), (bm25, 0.0))
-    ]
-    scores = convex_fusion(floored, [weight, 1.0])
-    scores.pop(-1)
-    return scores
+    lists = [[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)]
+    return convex_fusion(lists, [weight, 1.0], [LOWEST_COSINE, LOWEST_BM25])
 
 
 METHODS: dict[str, Callable[[list[Hit], list[Hit], float], Scores]] = {

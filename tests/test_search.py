@@ -175,12 +175,14 @@ def test_query_of_only_punctuation_gives_no_bm25_hits(index):
 
 
 def test_convex_fusion_math():
-    dense, bm25 = [(1, 0.9), (2, 0.5), (3, 0.4)], [(3, 12.0), (1, 4.0)]
-    scores = convex_fusion([dense, bm25], weights=[0.5, 1.0])
-    assert scores[1] == pytest.approx(0.5 * 1.0 + 0.0)  # best dense, worst BM25
-    assert scores[2] == pytest.approx(0.5 * 0.2)  # absent from BM25
-    assert scores[3] == pytest.approx(0.5 * 0.0 + 1.0)
-    assert convex_fusion([[(4, 2.0)], []], weights=[1.0, 1.0]) == {4: 1.0}  # a one-item list scales to 1
+    dense, bm25 = [(1, 0.9), (2, 0.5), (3, -0.2)], [(3, 12.0), (1, 4.0)]
+    scores = convex_fusion([dense, bm25], weights=[0.5, 1.0], floors=[-1.0, 0.0])
+    assert scores[1] == pytest.approx(0.5 * 1.0 + 4 / 12)  # best dense
+    assert scores[2] == pytest.approx(0.5 * 1.5 / 1.9)  # absent from BM25
+    assert scores[3] == pytest.approx(0.5 * 0.8 / 1.9 + 1.0)
+    # scaled from the floor, not from the list's lowest: fetching fewer leaves the scores as they were
+    assert convex_fusion([dense[:2], bm25[:1]], [0.5, 1.0], [-1.0, 0.0])[2] == pytest.approx(scores[2])
+    assert convex_fusion([[(4, -1.0)], []], weights=[1.0, 1.0], floors=[-1.0, 0.0]) == {4: 1.0}
 
 
 def test_rank_hits_keeps_each_retrievers_score(index):
@@ -196,7 +198,7 @@ def test_dense_weight_tilts_hybrid_fusion(index):
     rows = index.store.chunks_by_id(sorted(index.store.committed_chunk_ids()))
     a, b = list(rows.values())[:2]
     dense, bm25 = [(a, 0.9), (b, 0.1)], [(b, 3.0), (a, 1.0)]  # each retriever puts the other first
-    assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=1.5)] == [a.id, b.id]
+    assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=3.0)] == [a.id, b.id]
     assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=0.5)] == [b.id, a.id]
     with pytest.raises(L2VError, match="dense weight"):
         index.search("x", mode="hybrid", dense_weight=-1)

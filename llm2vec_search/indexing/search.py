@@ -1,5 +1,5 @@
 """Ranking over an index's two halves: dense (FAISS), BM25 (SQLite FTS5) and hybrid (a weighted sum of the two
-lists' min-max scaled scores).
+lists' scaled scores).
 
 `Index.search_many` is the way in: it checks the query (`check_query`), brings the query vectors, and calls
 `rank_queries`. Everything here only reads the store and the vectors. `Hit` is what every front end (CLI,
@@ -29,9 +29,11 @@ SEARCH_MODES = ("dense", "bm25", "hybrid")
 # dense alone is 0.577 and 0.607 (README, Quality). Revisit as the encoder improves.
 DEFAULT_MODE = "hybrid"
 # Weight of the dense list against BM25's (1.0) in hybrid fusion, chosen on squad_dev with the shipped default
-# (`benchmarks/fusion.py`: nDCG@10 0.855 / 0.885 / 0.889 / 0.891 / 0.888 at 1 / 0.5 / 0.35 / 0.25 / 0.15;
+# (`benchmarks/fusion.py`: nDCG@10 0.866 / 0.884 / 0.887 / 0.892 / 0.891 at 1 / 0.5 / 0.35 / 0.25 / 0.15;
 # BM25 alone 0.884).
 DEFAULT_DENSE_WEIGHT = 0.25
+# The lowest score each retriever can give, from which hybrid fusion scales its scores.
+LOWEST_COSINE, LOWEST_BM25 = -1.0, 0.0
 # More hits than anyone reads; also keeps k inside what SQLite and FAISS accept (a 64-bit k overflows them).
 MAX_K = 10_000
 # Each retriever's list is taken this deep (at least k) before fusion.
@@ -161,20 +163,21 @@ def split_by_match_budget(
 
 
 def convex_fusion(
-    rankings: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]
+    rankings: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float], floors: Sequence[float]
 ) -> dict[int, float]:
-    """score(id) = Σ over rankings of weight × the id's score min-max scaled over that ranking (its best 1,
-    its worst 0, absent 0). On squad_dev this beat reciprocal rank fusion at every weight, and BM25 alone
-    where reciprocal rank fusion never did (`benchmarks/fusion.py`), as Bruch et al. (2023) report of convex
-    combinations on other collections."""
+    """score(id) = Σ over rankings of weight × (score − floor) / (the ranking's best score − floor), 0 where
+    the id is absent: a convex combination of scores scaled from the lowest each retriever can give (cosine
+    −1, BM25 0) to its best. Unlike scaling from a list's own lowest score, this does not change with how
+    deep the lists are fetched (that is, with k). On squad_dev it beat reciprocal rank fusion at every weight,
+    and BM25 alone where reciprocal rank fusion never did (`benchmarks/fusion.py`), as Bruch et al. (2023)
+    report of convex combinations on other collections."""
     fused: dict[int, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
+    for ranking, weight, floor in zip(rankings, weights, floors, strict=True):
         if not ranking:
             continue
-        scores = [score for _, score in ranking]
-        low, high = min(scores), max(scores)
+        span = max(score for _, score in ranking) - floor
         for item, score in ranking:
-            scaled = (score - low) / (high - low) if high > low else 1.0
+            scaled = (score - floor) / span if span > 0 else 1.0
             fused[item] = fused.get(item, 0.0) + weight * scaled
     return fused
 
@@ -237,6 +240,7 @@ def rank_hits(
         fused = convex_fusion(
             [[(r.id, score) for r, score in dense], [(r.id, score) for r, score in bm25]],
             weights=[dense_weight, 1.0],
+            floors=[LOWEST_COSINE, LOWEST_BM25],
         )
         order = sorted(fused, key=lambda i: -fused[i])[:k]
         scores = fused

@@ -17,6 +17,7 @@ import anyio.to_thread
 import numpy as np
 
 from ..errors import L2VError
+from ..indexing.search import check_query
 from .batching import Embedded, MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,9 @@ class Backend:
         self, query: str, k: int, mode: str, path_glob: str | None = None, index: str | None = None
     ) -> tuple[ServedIndex, list]:
         """One search as both servers run it: the query is embedded in its model's batcher, shared with
-        concurrent requests (BM25 needs no model), then the index is read in a worker thread."""
+        concurrent requests (BM25 needs no model), then the index is read in a worker thread. The query is
+        checked first, so a bad one is refused before any model is loaded."""
+        check_query(mode, k, query)
         served = await anyio.to_thread.run_sync(self.index, index)
         model, vector = None, None
         if mode != "bm25":
