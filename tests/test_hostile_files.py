@@ -125,7 +125,7 @@ DAMAGE_CASES = {
         "damaged: cannot read",
     ),
     "vectors-garbage-bm25-still-answers": DamageCase(
-        lambda i: (i / "vectors.faiss").write_text("garbage"), ["query", "plants"], None
+        lambda i: (i / "vectors.faiss").write_text("garbage"), ["query", "plants", "--mode", "bm25"], None
     ),
     "vectors-garbage-index-run": DamageCase(
         lambda i: (i / "vectors.faiss").write_text("garbage"), ["index", "corpus"], "--rebuild", rebuild=True
