@@ -112,8 +112,8 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
         mode: Annotated[
             Literal["bm25", "dense", "hybrid"],
             Field(
-                description="bm25: keywords (fast, the default); dense: meaning, by the embedding model; "
-                "hybrid: both, their scores combined."
+                description="bm25: keywords (fast); dense: meaning, by the embedding model; hybrid: both, "
+                f"their scores combined. Default: {DEFAULT_MODE}."
             ),
         ] = DEFAULT_MODE,
         path_glob: Annotated[
