@@ -20,18 +20,11 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
+from llm2vec_search.training.loop import checkpoint_adapter
+
 TARGET = Path(__file__).resolve().parents[1] / "llm2vec_search" / "models" / "default"
-PEFT_ADAPTER_NAME = ".default."  # PEFT's in-memory parameter names carry the adapter name; saved ones do not
-
-
-def checkpoint_weights(run: Path, stage: str, step: int) -> dict[str, torch.Tensor]:
-    state = torch.load(
-        run / "checkpoints" / stage / f"step-{step:07d}" / "state.pt", map_location="cpu", weights_only=True
-    )
-    return {name.replace(PEFT_ADAPTER_NAME, "."): value for name, value in state["adapter"].items()}
 
 
 def main() -> None:
@@ -61,18 +54,16 @@ def main() -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for adapter in config["adapters"]:
+        if adapter in from_checkpoint:
+            source = checkpoint_adapter(args.run, adapter, from_checkpoint[adapter])
+        else:
+            roots = [root for root in (args.run, start_dir) if root]
+            source = next(root / adapter for root in roots if (root / adapter).is_dir())
         (staging / adapter).mkdir()
-        # All stages share the LoRA settings: a checkpointed stage borrows the first stage's config.
-        roots = [root for root in (args.run, start_dir) if root]
-        sources = [root / name for name in (adapter, config["adapters"][0]) for root in roots]
-        config_source = next(path for path in sources if path.is_dir())
-        adapter_config = json.loads((config_source / "adapter_config.json").read_text())
+        adapter_config = json.loads((source / "adapter_config.json").read_text())
         adapter_config["base_model_name_or_path"] = config["base_model"]  # a model spec, not a local path
         (staging / adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
-        if adapter in from_checkpoint:
-            weights = checkpoint_weights(args.run, adapter, from_checkpoint[adapter])
-        else:
-            weights = load_file(config_source / "adapter_model.safetensors")
+        weights = load_file(source / "adapter_model.safetensors")
         if adapter == scaled_stage:
             weights = {k: v * factor if "lora_B" in k else v for k, v in weights.items()}
         save_file(

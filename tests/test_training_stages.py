@@ -25,7 +25,7 @@ from llm2vec_search.training import (
     train_mntp,
     train_supervised,
 )
-from llm2vec_search.training.loop import train
+from llm2vec_search.training.loop import checkpoint_adapter, train
 from llm2vec_search.training.setup import record_stage
 from llm2vec_search.training.supervised import free_adapter_name
 
@@ -111,7 +111,7 @@ def test_simcse_on_top_of_mntp_round_trips(tmp_path, base_dir):
     assert (out / "simcse-loss.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_an_adapter_on_the_top_layers_only_round_trips(tmp_path, base_dir):
+def test_an_adapter_on_the_top_layers_only_round_trips_from_the_run_and_its_checkpoint(tmp_path, base_dir):
     start = StartingPoint.from_spec(str(base_dir))
     settings = SimCSESettings(
         steps=2, batch_size=4, max_length=32, lr=1e-2, save_every=2, device="cpu", lora_layers=1
@@ -125,6 +125,12 @@ def test_an_adapter_on_the_top_layers_only_round_trips(tmp_path, base_dir):
     np.testing.assert_allclose(loaded, stage.encoder.encode(TEXTS), atol=1e-5)
     untrained = Encoder.from_pretrained(base_dir, device="cpu").encode(TEXTS)
     assert not np.allclose(untrained, loaded, atol=1e-3)
+    # The last checkpoint is the same adapter, config included (it names the top layer's modules only).
+    checkpoint = checkpoint_adapter(tmp_path / "out", "simcse", 2)
+    targets = json.loads((checkpoint / "adapter_config.json").read_text())["target_modules"]
+    assert targets and all(".1." in name for name in targets)
+    from_checkpoint = Encoder.from_pretrained(base_dir, adapters=[checkpoint], device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(from_checkpoint, loaded, atol=1e-6)
 
 
 def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path, base_dir):
@@ -161,6 +167,16 @@ def test_resume_with_other_settings_is_refused(tmp_path, base_dir):
     (tmp_path / "out" / "l2v-model.json").unlink()
     with pytest.raises(L2VError, match=r"settings differ .*lr 0\.01 → 0\.001"):
         train_mntp(start, TRAINING_TEXT, mntp_settings(lr=1e-3), tmp_path / "out", resume=True)
+
+
+def test_a_checkpoint_without_its_adapter_is_refused_on_resume(tmp_path, base_dir):
+    start = StartingPoint.from_spec(str(base_dir))
+    train_mntp(start, TRAINING_TEXT, mntp_settings(), tmp_path / "out")
+    shutil.rmtree(tmp_path / "out" / "mntp")
+    (tmp_path / "out" / "l2v-model.json").unlink()
+    shutil.rmtree(checkpoint_adapter(tmp_path / "out", "mntp", 2))
+    with pytest.raises(L2VError, match="cannot read checkpoint"):
+        train_mntp(start, TRAINING_TEXT, mntp_settings(), tmp_path / "out", resume=True)
 
 
 def test_existing_output_is_not_overwritten(tmp_path, base_dir):

@@ -29,6 +29,8 @@ from .setup import StartingPoint, prepare_output, record_stage, versions
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+# A checkpoint's adapter, saved as a finished stage's is: a checkpoint loads or ships as it is.
+CHECKPOINT_ADAPTER = "adapter"
 TRAIN_CONFIG = "train-config.json"
 KEEP_CHECKPOINTS = 2
 # Settings that may change between an interrupted run and its resumption without changing the result.
@@ -257,8 +259,9 @@ def _save_adapter(model: nn.Module, directory: Path) -> None:
     staging.rename(directory)
 
 
-def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
+def checkpoint_adapter(out_dir: Path, stage: str, step: int) -> Path:
+    """Where a run in `out_dir` keeps the adapter of `stage` at `step` (while that checkpoint is kept)."""
+    return out_dir / CHECKPOINTS / stage / f"step-{step:07d}" / CHECKPOINT_ADAPTER
 
 
 def _save_checkpoint(directory, step, model, optimizer, scheduler, scaler, settings) -> None:
@@ -266,9 +269,9 @@ def _save_checkpoint(directory, step, model, optimizer, scheduler, scaler, setti
     staging = directory / f".step-{step:07d}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    model.save_pretrained(staging / CHECKPOINT_ADAPTER)
     state = {
         "step": step,
-        "adapter": _trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -288,9 +291,13 @@ def _latest_checkpoint(directory: Path) -> Path | None:
 
 
 def _load_checkpoint(path, model, optimizer, scheduler, scaler, settings) -> int:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
     try:
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
+        adapter = load_file(path / CHECKPOINT_ADAPTER / "adapter_model.safetensors")
+    except Exception as exc:  # a truncated or foreign file, or one from before checkpoints held an adapter
         raise L2VError(f"cannot read checkpoint {path}: {exc}") from exc
     saved, current = state["settings"], asdict(settings)
     changed = [
@@ -302,10 +309,7 @@ def _load_checkpoint(path, model, optimizer, scheduler, scaler, settings) -> int
         raise L2VError(
             f"cannot resume {path}: settings differ from the interrupted run ({'; '.join(changed)})"
         )
-    parameters = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["adapter"].items():
-            parameters[name].copy_(value)
+    set_peft_model_state_dict(model, adapter)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
