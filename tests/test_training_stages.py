@@ -169,6 +169,18 @@ def test_resume_with_other_settings_is_refused(tmp_path, base_dir):
         train_mntp(start, TRAINING_TEXT, mntp_settings(lr=1e-3), tmp_path / "out", resume=True)
 
 
+def test_every_checkpoint_keeps_its_adapter_and_the_last_two_their_optimizer_state(tmp_path, base_dir):
+    start = StartingPoint.from_spec(str(base_dir))
+    train_mntp(start, TRAINING_TEXT, mntp_settings(steps=4, save_every=1), tmp_path / "out")
+    steps = sorted((tmp_path / "out" / "checkpoints" / "mntp").iterdir())
+    assert [p.name for p in steps] == [f"step-000000{n}" for n in (1, 2, 3, 4)]
+    assert [(p / "state.pt").is_file() for p in steps] == [False, False, True, True]
+    first = load_file(checkpoint_adapter(tmp_path / "out", "mntp", 1) / "adapter_model.safetensors")
+    last = load_file(checkpoint_adapter(tmp_path / "out", "mntp", 4) / "adapter_model.safetensors")
+    assert last.keys() == load_file(tmp_path / "out" / "mntp" / "adapter_model.safetensors").keys()
+    assert any(not torch.equal(first[key], last[key]) for key in first)
+
+
 def test_a_checkpoint_without_its_adapter_is_refused_on_resume(tmp_path, base_dir):
     start = StartingPoint.from_spec(str(base_dir))
     train_mntp(start, TRAINING_TEXT, mntp_settings(), tmp_path / "out")

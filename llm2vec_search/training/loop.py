@@ -32,7 +32,9 @@ CHECKPOINTS = "checkpoints"
 # A checkpoint's adapter, saved as a finished stage's is: a checkpoint loads or ships as it is.
 CHECKPOINT_ADAPTER = "adapter"
 TRAIN_CONFIG = "train-config.json"
-KEEP_CHECKPOINTS = 2
+# Checkpoints that keep their optimizer state (to resume from); older ones keep only their adapter, small
+# enough to keep every one, so a run's checkpoints can be compared on a dev set after it ends.
+RESUMABLE_CHECKPOINTS = 2
 # Settings that may change between an interrupted run and its resumption without changing the result.
 FREE_ON_RESUME = {"save_every", "device"}
 
@@ -260,7 +262,7 @@ def _save_adapter(model: nn.Module, directory: Path) -> None:
 
 
 def checkpoint_adapter(out_dir: Path, stage: str, step: int) -> Path:
-    """Where a run in `out_dir` keeps the adapter of `stage` at `step` (while that checkpoint is kept)."""
+    """Where a run in `out_dir` keeps the adapter of `stage` at `step` (a step it saved a checkpoint at)."""
     return out_dir / CHECKPOINTS / stage / f"step-{step:07d}" / CHECKPOINT_ADAPTER
 
 
@@ -281,8 +283,8 @@ def _save_checkpoint(directory, step, model, optimizer, scheduler, scaler, setti
     final = directory / f"step-{step:07d}"
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
-    for old in sorted(directory.glob("step-*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old)
+    for old in sorted(directory.glob("step-*"))[:-RESUMABLE_CHECKPOINTS]:
+        (old / "state.pt").unlink(missing_ok=True)
 
 
 def _latest_checkpoint(directory: Path) -> Path | None:
