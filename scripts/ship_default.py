@@ -23,7 +23,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from llm2vec_search.training.loop import checkpoint_adapter
+from llm2vec_search.training.loop import TRAIN_CONFIG, checkpoint_adapter
 
 TARGET = Path(__file__).resolve().parents[1] / "llm2vec_search" / "models" / "default"
 
@@ -46,6 +46,10 @@ def main() -> None:
         from_checkpoint[stage] = int(step)
         if stage not in config["adapters"]:
             config["adapters"].append(stage)
+        # A run stopped early has not recorded the instruction its queries were trained with (supervised).
+        stage_settings = json.loads((args.run / TRAIN_CONFIG).read_text())["stages"][stage]["settings"]
+        if "query_instruction" in stage_settings:
+            config["query_instruction"] = stage_settings["query_instruction"] or None
     scaled_stage, factor = None, 1.0
     if args.scale:
         scaled_stage, factor_text = args.scale.split(":")

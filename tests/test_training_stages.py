@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder
+from llm2vec_search.encoder.adapters import ModelDirConfig
 from llm2vec_search.training import (
     MNTPSettings,
     MNTPStage,
@@ -237,3 +240,28 @@ def test_a_second_supervised_stage_goes_on_top_of_the_first(tmp_path, base_dir):
     config = json.loads((tmp_path / "second" / "l2v-model.json").read_text())
     assert config["adapters"] == ["supervised", "supervised-2"]
     assert Encoder.from_pretrained(tmp_path / "second", device="cpu").encode(["a cat"]).shape == (1, 32)
+
+
+def test_ship_default_ships_a_checkpoint_of_a_stopped_run_as_it_was_trained(tmp_path, base_dir):
+    start_dir = tmp_path / "start"  # a model directory without an instruction, as unsupervised stages leave
+    ModelDirConfig(base_model=str(base_dir), query_instruction=None).save(start_dir)
+    texts = sorted(set(TRAINING_TEXT))
+    sources = [PairSource("pairs", [Pair(f"about {t.split()[1]}", t) for t in texts])]
+    settings = SupervisedSettings(
+        steps=2, batch_size=3, max_length=64, lr=1e-2, save_every=1, lora_layers=1, device="cpu"
+    )
+    run = tmp_path / "run"
+    train_supervised(StartingPoint.from_spec(str(start_dir)), sources, settings, run)
+    shutil.rmtree(run / "supervised")  # what a run stopped after its step-1 checkpoint leaves
+    (run / "l2v-model.json").unlink()
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_default.py"
+    command = [sys.executable, script, run, "--checkpoint", "supervised:1", "--start", start_dir]
+    subprocess.run([*command, "--to", tmp_path / "shipped"], check=True, capture_output=True)
+    shipped = Encoder.from_pretrained(tmp_path / "shipped", device="cpu")
+    assert shipped.query_instruction == settings.query_instruction
+    targets = json.loads((tmp_path / "shipped" / "supervised" / "adapter_config.json").read_text())
+    assert all(".1." in name for name in targets["target_modules"])
+    checkpoint = checkpoint_adapter(run, "supervised", 1)
+    expected = Encoder.from_pretrained(base_dir, adapters=[checkpoint], device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(shipped.encode(TEXTS), expected, atol=1e-3)  # shipped in fp16
