@@ -10,8 +10,8 @@ agree with fp32 adapters to a cosine above 0.9999); checkpoints, logs and PEFT's
 behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of its run (any step it saved
 one at: the one a dev set chose, or the last of a run stopped early) and lists the stage in `l2v-model.json`.
 Replaces `llm2vec_search/models/default/`, or writes DIR with `--to` (to evaluate a checkpoint before shipping
-it). A run stopped before its end has no
-`l2v-model.json` yet: `--start` names the model it trained on top of, whose adapters come first.
+it). A run stopped before its end has no `l2v-model.json` yet: `--start` names the model it trained on top of,
+whose adapters come first, and the stage's recorded settings give the query instruction it was trained with.
 `--scale STAGE:FACTOR` multiplies that stage's weight update by FACTOR (its LoRA B matrices; B·A scales
 linearly): a linear merge of the stage with the model it started from, 0 being the start and 1 the stage.
 """

@@ -263,12 +263,17 @@ def _save_adapter(model: nn.Module, directory: Path) -> None:
 
 def checkpoint_adapter(out_dir: Path, stage: str, step: int) -> Path:
     """Where a run in `out_dir` keeps the adapter of `stage` at `step` (a step it saved a checkpoint at)."""
-    return out_dir / CHECKPOINTS / stage / f"step-{step:07d}" / CHECKPOINT_ADAPTER
+    return _step_dir(out_dir / CHECKPOINTS / stage, step) / CHECKPOINT_ADAPTER
+
+
+def _step_dir(checkpoints: Path, step: int) -> Path:
+    return checkpoints / f"step-{step:07d}"
 
 
 def _save_checkpoint(directory, step, model, optimizer, scheduler, scaler, settings) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    staging = directory / f".step-{step:07d}.tmp"
+    final = _step_dir(directory, step)
+    staging = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     model.save_pretrained(staging / CHECKPOINT_ADAPTER)
@@ -280,7 +285,6 @@ def _save_checkpoint(directory, step, model, optimizer, scheduler, scaler, setti
         "settings": asdict(settings),
     }
     torch.save(state, staging / "state.pt")
-    final = directory / f"step-{step:07d}"
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     for old in sorted(directory.glob("step-*"))[:-RESUMABLE_CHECKPOINTS]:
