@@ -124,6 +124,25 @@ def save_tiny_model(directory: Path, family: str = "gemma3_text") -> Path:
     return directory
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def save_tiny_adapter(base_dir: Path, out_dir: Path, seed: int, merge_first=None):
+    """Save a random (non-zero) LoRA adapter for the tiny model as training would; return the model (or
+    `merge_first`, a model with earlier adapters merged) with it merged."""
+    from peft import LoraConfig, get_peft_model
+
+    from llm2vec_search.encoder.adapters import peft_deprecations_silenced
+
+    model = tiny_model()[0] if merge_first is None else merge_first
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS, init_lora_weights=False)
+    with peft_deprecations_silenced():
+        peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(out_dir)
+    return peft_model.merge_and_unload()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"))

@@ -4,33 +4,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from conftest import save_tiny_model, tiny_model
-from peft import LoraConfig, get_peft_model
+from conftest import save_tiny_adapter, save_tiny_model
 
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder, ModelDirConfig, set_bidirectional
-from llm2vec_search.encoder.adapters import peft_deprecations_silenced
 from llm2vec_search.encoder.encoder import model_fingerprint
 
 # Loading adapters must not print library deprecation noise to our users.
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
 
 TEXTS = ["the cat sat on the mat", "stock markets fell sharply"]
-PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def _save_adapter(base_dir, out_dir, seed: int, merge_first=None):
-    """Save a random (non-zero) LoRA adapter as training would; return the model with it merged."""
-    model, _ = tiny_model()
-    if merge_first is not None:
-        model = merge_first
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=PROJECTIONS, init_lora_weights=False)
-    with peft_deprecations_silenced():
-        peft_model = get_peft_model(model, config)
-    peft_model.save_pretrained(out_dir)
-    return peft_model.merge_and_unload()
 
 
 def _reference(merged, tokenizer_dir) -> np.ndarray:
@@ -42,8 +25,8 @@ def _reference(merged, tokenizer_dir) -> np.ndarray:
 
 def test_adapters_are_merged_in_order(tmp_path):
     base = save_tiny_model(tmp_path / "base")
-    first = _save_adapter(base, tmp_path / "mntp", seed=1)
-    both = _save_adapter(base, tmp_path / "simcse", seed=2, merge_first=first)
+    first = save_tiny_adapter(base, tmp_path / "mntp", seed=1)
+    both = save_tiny_adapter(base, tmp_path / "simcse", seed=2, merge_first=first)
     expected = _reference(both, base)
 
     encoder = Encoder.from_pretrained(base, adapters=[tmp_path / "mntp", tmp_path / "simcse"], device="cpu")
@@ -57,7 +40,7 @@ def test_adapters_are_merged_in_order(tmp_path):
 def test_model_directory_carries_its_settings(tmp_path):
     base = save_tiny_model(tmp_path / "base")
     model_dir = tmp_path / "trained"
-    merged = _save_adapter(base, model_dir / "mntp", seed=1)
+    merged = save_tiny_adapter(base, model_dir / "mntp", seed=1)
     ModelDirConfig(
         base_model=str(base),
         adapters=["mntp"],

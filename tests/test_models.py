@@ -15,7 +15,10 @@ from llm2vec_search.encoder import models as model_specs
 
 
 def _entries(cache):
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    """The conversions in the cache (each load also keeps a `ready-*` entry, tested in test_ready.py)."""
+    if not cache.exists():
+        return []
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith("ready-"))
 
 
 def test_gguf_file_is_converted_once_and_reused(tmp_path, monkeypatch):
@@ -96,8 +99,8 @@ def test_unreadable_cached_weights_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
     Encoder.from_pretrained(gguf)
-    [entry] = (tmp_path / "cache").iterdir()
-    (entry / "model.safetensors").write_bytes(b"garbage")
+    [entry] = _entries(tmp_path / "cache")
+    (tmp_path / "cache" / entry / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(L2VError, match="cannot read model weights"):
         Encoder.from_pretrained(gguf)
 

@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from ..errors import L2VError
-from .adapters import ModelDirConfig, apply_adapters, is_model_dir
+from .adapters import ModelDirConfig, is_model_dir
 from .bidirectional import set_bidirectional
 from .models import DEFAULT_BASE, model_family, resolve_weights, weights_identity, weights_source
 from .pooling import POOLING_MODES, pool
+from .ready import load_ready
 
 log = logging.getLogger(__name__)
 
@@ -189,19 +190,7 @@ class Encoder:
         weights_dir, identity = resolve_weights(config.base_model)
         family = model_family(weights_dir / "config.json")
         torch_device, torch_dtype = pick_device(device, dtype, family)
-        from transformers import AutoModel, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(weights_dir)
-            # Adapters are merged in fp32 so that the merged weights lose nothing; cast afterwards.
-            network = AutoModel.from_pretrained(weights_dir, dtype=torch.float32)
-        except Exception as exc:  # OSError or a safetensors/tokenizers error: unreadable files
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise L2VError(
-                f"cannot read model weights in {weights_dir}: {first_line} "
-                "(if this is a cache entry, delete it to convert again)"
-            ) from exc
-        network = apply_adapters(network, adapter_dirs)
+        network, tokenizer = load_ready(weights_dir, identity, adapter_dirs)
         use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
         set_bidirectional(network, use_bidirectional)
         network.to(device=torch_device, dtype=torch_dtype)

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "L2V_SEARCH_CACHE_DIR"
 CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache entries are not reused
+# What a first use of a GGUF model waits (benchmarks/query_latency.py measures it).
+CONVERSION_TIME = "about 2–3 minutes on two CPU cores"
 COMPLETE_MARKER = "l2v-cache.json"
 MODEL_CONFIG = "l2v-model.json"  # marks a trained l2v-search model directory (see adapters.ModelDirConfig)
 SCRATCH_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `.{key}.tmp-{pid}`: a conversion in progress
@@ -171,39 +173,49 @@ def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 def convert_gguf(source: GGUFSource) -> Path:
-    """Dequantize a GGUF model once into `cache_dir()/<key>/` (safetensors + tokenizer); return that folder.
+    """Dequantize a GGUF model once into `cache_dir()/<key>/` (safetensors + tokenizer); return it."""
+    target = cache_dir() / source.key
+    if (target / COMPLETE_MARKER).is_file():
+        _remove_abandoned_scratch(cache_dir())
+        return target
+    log.info("converting %s to safetensors in %s (once; %s)", source.description, target, CONVERSION_TIME)
 
-    The entry is written to a temporary sibling and renamed into place, and carries a marker file written
-    last, so a crash or a full disk never leaves a half-written entry that a later run would use.
+    def write(folder: Path) -> dict:
+        _dequantize(source, folder)
+        return {"format": CACHE_FORMAT, "source": source.description}
+
+    return write_cache_entry(source.key, write, COMPLETE_MARKER)
+
+
+def write_cache_entry(key: str, write: Callable[[Path], dict], marker: str) -> Path:
+    """Fill `cache_dir()/<key>/` through `write(folder)` and return it; a previous entry there is replaced.
+
+    The entry is written to a temporary sibling, gets `marker` (the JSON `write` returns) last and is renamed
+    into place, so a crash or a full disk never leaves a half-written entry that a later run would use.
     """
     root = cache_dir()
-    target = root / source.key
+    target = root / key
     _remove_abandoned_scratch(root)
-    if (target / COMPLETE_MARKER).is_file():
-        return target
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # an entry without its marker: a leftover from an interrupted conversion
-            shutil.rmtree(target)
-        scratch = root / f".{source.key}.tmp-{os.getpid()}"
+        scratch = root / f".{key}.tmp-{os.getpid()}"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
     except OSError as exc:
         raise L2VError(
             f"cannot use the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to another directory"
         ) from exc
-    log.info("converting %s to safetensors in %s (once; about a minute)", source.description, target)
     try:
-        _dequantize(source, scratch)
-        (scratch / COMPLETE_MARKER).write_text(
-            json.dumps({"format": CACHE_FORMAT, "source": source.description})
-        )
+        info = write(scratch)
+        (scratch / marker).write_text(json.dumps(info))
+        if target.exists():  # an entry without its marker (an interrupted write) or one found damaged
+            shutil.rmtree(target)
         os.replace(scratch, target)
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
             raise L2VError(
-                f"not enough disk space to cache the converted model in {root} (about 1.2 GB needed); "
+                f"not enough disk space to cache the model in {root} (about 1.2 GB for the default); "
                 f"free some space or set {CACHE_ENV}"
             ) from exc
         raise L2VError(
