@@ -132,3 +132,20 @@ def test_missing_optional_model_names_its_install_command(monkeypatch):
 def test_default_base_is_listed_as_installed():
     row = next(r for r in model_specs.model_status() if r.name == "gemma3-270m")
     assert row.installed
+
+
+def test_a_conversion_parses_the_gguf_file_once(tmp_path, monkeypatch):
+    """transformers reads the file for the tokenizer's config, the model's config and the weights; each
+    parse of Gemma 3's metadata took about a minute on 2 cores, so the three share one."""
+    import gguf
+
+    parses = []
+    reader = gguf.GGUFReader
+
+    def counting(path, mode="r"):
+        parses.append(path)
+        return reader(path, mode)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    Encoder.from_pretrained(write_tiny_gguf(tmp_path / "tiny.gguf"), device="cpu")
+    assert len(parses) == 1

@@ -12,7 +12,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +251,31 @@ def _is_running(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Let transformers parse a GGUF file's metadata once instead of three times (for the tokenizer's config,
+    the model's config and the weights): each parse builds one numpy view per token string, and for Gemma 3's
+    262k tokens and 515k merges those three parses were most of the conversion's time (cProfile, issue 23).
+    transformers imports `gguf.GGUFReader` at each call, so a reader shared for the duration serves all three;
+    it only reads the file."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], object] = {}
+
+    def shared(path, mode="r"):
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _dequantize(source: GGUFSource, out: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -259,8 +285,9 @@ def _dequantize(source: GGUFSource, out: Path) -> None:
 
     gguf = source.locate(out)
     kwargs = {"gguf_file": gguf.name}
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
-    model = AutoModel.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    with _one_gguf_parse():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        model = AutoModel.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
     # Saved weights are plain fp32 tensors now: drop the GGUF quantizer so transformers loads them as such.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
