@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import L2VError
 from .adapters import ModelDirConfig, is_model_dir
-from .bidirectional import set_bidirectional
+from .bidirectional import attention_masks, set_bidirectional
 from .models import DEFAULT_BASE, model_family, resolve_weights, weights_identity, weights_source
 from .pooling import POOLING_MODES, pool
 from .ready import load_ready
@@ -338,9 +338,8 @@ class Encoder:
             attention[row, : len(item.ids)] = 1
             pool_mask[row, item.pool_positions] = 1
         device = self.device
-        hidden = self.model(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device)
-        ).last_hidden_state
+        masks = attention_masks(self.model, attention.to(device))
+        hidden = self.model(input_ids=input_ids.to(device), attention_mask=masks).last_hidden_state
         return pool(hidden.float(), pool_mask.to(device), self.pooling)
 
 
