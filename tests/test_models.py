@@ -135,8 +135,8 @@ def test_default_base_is_listed_as_installed():
 
 
 def test_a_conversion_parses_the_gguf_file_once(tmp_path, monkeypatch):
-    """transformers reads the file for the tokenizer's config, the model's config and the weights; each
-    parse of Gemma 3's metadata took about a minute on 2 cores, so the three share one."""
+    """transformers reads the file for the tokenizer's config, the model's config and the weights; the three
+    parses of Gemma 3's metadata were 63% of a cProfile of the default's conversion, so they share one."""
     import gguf
 
     parses = []
