@@ -6,7 +6,8 @@
     python scripts/ship_default.py RUN_DIR --scale supervised-2:0.5 --to DIR   # halfway back to the start
 
 Copies `l2v-model.json` and each listed adapter (config + weights, halved to fp16: half the size; the vectors
-agree with fp32 adapters to a cosine above 0.9999); checkpoints, logs and PEFT's generated model cards stay
+agree with fp32 adapters to a cosine above 0.9999; a distilled stage's head stays fp32) and keeps the target's
+MODEL_CARD.md; checkpoints, logs and PEFT's generated model cards stay
 behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of its run (any step it saved
 one at: the one a dev set chose, or the last of a run stopped early) and lists the stage in `l2v-model.json`.
 Replaces `llm2vec_search/models/default/`, or writes DIR with `--to` (to evaluate a checkpoint before shipping
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from llm2vec_search.training.features import HEAD_FILE
 from llm2vec_search.training.loop import TRAIN_CONFIG, checkpoint_adapter
 
 TARGET = Path(__file__).resolve().parents[1] / "llm2vec_search" / "models" / "default"
@@ -75,6 +77,10 @@ def main() -> None:
             {k: v.half().contiguous() for k, v in weights.items()},
             staging / adapter / "adapter_model.safetensors",
         )
+        if (source / HEAD_FILE).is_file():  # a distilled stage's head, kept in fp32 (it is small)
+            shutil.copy2(source / HEAD_FILE, staging / adapter / HEAD_FILE)
+    if (target / "MODEL_CARD.md").is_file():
+        shutil.copy2(target / "MODEL_CARD.md", staging / "MODEL_CARD.md")
     (staging / "l2v-model.json").write_text(json.dumps(config, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)

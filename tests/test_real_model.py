@@ -83,3 +83,31 @@ def test_index_and_query_sample_articles_from_the_cli(tmp_path_factory, mode):
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)["hits"]
     assert hits[0]["path"].endswith("malacidin.md")
+
+
+PARAPHRASE_FOLDER = {
+    "tides.md": "Ocean tides are caused mainly by the gravitational pull of the moon on the oceans.",
+    "bread.txt": "Sourdough bread rises because wild yeast and lactic acid bacteria ferment the dough.",
+    "volcano.md": "Volcanoes erupt when magma from deep inside the earth forces its way up to the surface.",
+    "chess.txt": "In chess, castling moves the king two squares towards a rook for safety.",
+}
+
+
+def test_default_mode_finds_a_paraphrase_that_shares_no_content_word(tmp_path):
+    """The question shares no content word with tides.md (BM25's stemmed "rise" matches bread.txt), so
+    only the dense half can rank it first: the default mode must."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in PARAPHRASE_FOLDER.items():
+        (docs / name).write_text(text + "\n")
+    env = {**os.environ, "L2V_SEARCH_CACHE_DIR": str(real_model_cache())}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "llm2vec_search", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+    assert cli("index", "docs").returncode == 0
+    result = cli("query", "why does the sea level rise and fall twice a day", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)["hits"]
+    assert Path(hits[0]["path"]).name == "tides.md"

@@ -85,9 +85,12 @@ def _record(context: typer.Context) -> dict:
     return {"cli": dict(context.params)}
 
 
-def _train(train: "Callable[..., list[float] | None]", stage: str, *args, out: Path, **options) -> None:
+def _train(
+    train: "Callable[..., list[float] | None]", stage: str, *args, out: Path, phases: bool = False, **options
+) -> None:
     """Run a training function (`train_mntp`, ...) with a bar per stage on stderr (steps done, loss, steps/s,
-    time left), then say what it did; `args` and `options` are the function's."""
+    time left), then say what it did; `args` and `options` are the function's. `phases`: the function also
+    reports the work before its steps (`on_phase(name, done, total)`), each with a bar of its own."""
     detail = "{task.completed}/{task.total} loss {task.fields[loss]} {task.fields[rate]} steps/s"
     with ProgressBars(detail=detail, transient=False) as bars:
 
@@ -95,6 +98,8 @@ def _train(train: "Callable[..., list[float] | None]", stage: str, *args, out: P
             loss, rate = f"{step.loss:.4f}", f"{step.steps_per_second:.2f}"
             bars.update(step.stage, step.step, step.steps, loss=loss, rate=rate)
 
+        if phases:
+            options["on_phase"] = lambda name, done, total: bars.update(name, done, total, loss="-", rate="-")
         losses = train(*args, out, on_step=show, **options)
     if losses is None:
         console.print(f"{stage}: already trained in {out}")
@@ -248,6 +253,71 @@ def supervised(
         resume=resume,
         record=_record(context),
         name=name,
+    )
+
+
+@train_app.command()
+@with_shared_options
+def distill(
+    context: typer.Context,
+    model: str = ModelOption,
+    out: Path = OutOption,
+    queries: list[str] = typer.Option(
+        [], help="FILE[:FIELD][:COUNT] of queries (they get the query instruction); .txt or .jsonl(.gz)."
+    ),
+    passages: list[str] = typer.Option(
+        [], help="FILE[:FIELD][:COUNT] of passages and sentences, repeatable."
+    ),
+    per_file: int | None = typer.Option(
+        None, help="Distinct texts taken from each file, seeded (default: all)."
+    ),
+    epochs: float = typer.Option(2.0, help="Passes over the texts, when --steps is not given."),
+    teacher: Path | None = typer.Option(
+        None, help="A sentence-transformers folder (default: all-MiniLM-L6-v2 from the distill extra)."
+    ),
+    relational_weight: float | None = typer.Option(
+        None, help="Weight of the in-batch similarity-matrix term (default: 1)."
+    ),
+    max_words: int | None = typer.Option(None, help="Words kept of each text (default: 100)."),
+    dev_data: Path | None = typer.Option(
+        None, help="Folder with squad_dev/ and stsbenchmark/: score a dev sample at every checkpoint."
+    ),
+    query_instruction: str | None = InstructionOption,
+    resume: bool = ResumeOption,
+    shared: dict | None = None,
+) -> None:
+    """Distil a trained embedder into the model: top layers (LoRA) + a linear head to the teacher's space.
+
+    The teacher's vectors and the frozen layers' output are computed once and cached, so each step trains
+    only the top --lora-layers (default 4) layers.
+    """
+    import math
+
+    from ..training.distill import DistillSettings, read_distill_texts, train_distill
+    from ..training.setup import StartingPoint
+    from ..training.teacher import Teacher, default_teacher_dir
+
+    options = {"relational_weight": relational_weight, "max_words": max_words}
+    if query_instruction:
+        options["query_instruction"] = query_instruction
+    settings = DistillSettings(**_contrastive_options(shared, **options))
+    texts = read_distill_texts(queries, passages, per_file, settings.max_words, settings.seed)
+    if "steps" not in shared:
+        settings.steps = max(1, math.ceil(epochs * len(texts) / settings.batch_size))
+    settings.validate()
+    start = StartingPoint.from_spec(model)
+    _train(
+        train_distill,
+        "distill",
+        start,
+        texts,
+        Teacher(teacher or default_teacher_dir()),
+        settings,
+        out=out,
+        phases=True,
+        resume=resume,
+        record=_record(context),
+        dev_data=dev_data,
     )
 
 

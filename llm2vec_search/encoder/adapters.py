@@ -1,8 +1,8 @@
 """Trained model directories and PEFT LoRA adapters.
 
 A trained model is a directory holding `l2v-model.json` (base model spec, adapters in order, pooling, max
-length, query instruction) and one sub-directory per adapter. Adapters are applied in order and each is merged
-before the next is loaded, as LLM2Vec does for MNTP then SimCSE.
+length, query instruction, optional linear head after pooling) and one sub-directory per adapter. Adapters
+are applied in order and each is merged before the next is loaded, as LLM2Vec does for MNTP then SimCSE.
 """
 
 import json
@@ -28,6 +28,9 @@ class ModelDirConfig:
     max_length: int = 512
     query_instruction: str | None = None
     bidirectional: bool = True
+    # A linear layer applied to the pooled vector (a distilled model's projection to its teacher's space):
+    # a safetensors file with `weight` (out, in) and `bias`, relative to the model directory.
+    head: str | None = None
     format: int = MODEL_FORMAT
 
     def save(self, directory: Path) -> None:
@@ -50,6 +53,31 @@ class ModelDirConfig:
         if not base.is_absolute() and (directory / base).exists():
             config.base_model = str((directory / base).resolve())
         return config
+
+
+def load_head(path: Path) -> nn.Linear:
+    """The linear head stored at `path` (fp32, no gradients)."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+        weight, bias = tensors["weight"], tensors.get("bias")
+    except Exception as exc:  # missing file, truncated file, or no `weight` tensor
+        raise L2VError(f"cannot read the model's head {path}: {exc}") from exc
+    head = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    head.weight.data.copy_(weight)
+    if bias is not None:
+        head.bias.data.copy_(bias)
+    return head.requires_grad_(False)
+
+
+def save_head(head: nn.Linear, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"weight": head.weight.detach().float().cpu().contiguous()}
+    if head.bias is not None:
+        tensors["bias"] = head.bias.detach().float().cpu().contiguous()
+    save_file(tensors, str(path))
 
 
 def is_model_dir(path: Path) -> bool:

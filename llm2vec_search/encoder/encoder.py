@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import L2VError
-from .adapters import ModelDirConfig, is_model_dir
+from .adapters import ModelDirConfig, is_model_dir, load_head
 from .bidirectional import attention_masks, set_bidirectional
 from .models import DEFAULT_BASE, model_family, resolve_weights, weights_identity, weights_source
 from .pooling import POOLING_MODES, pool
@@ -116,7 +116,8 @@ def model_fingerprint(spec: str | Path = "default") -> str:
     config, model_dir = model_config(str(spec))
     adapter_dirs = [model_dir / name for name in config.adapters] if model_dir else []
     identity = weights_identity(weights_source(config.base_model))
-    return _fingerprint(identity, adapter_dirs, config.pooling, config.bidirectional)
+    head = model_dir / config.head if model_dir and config.head else None
+    return _fingerprint(identity, adapter_dirs, config.pooling, config.bidirectional, head)
 
 
 class Encoder:
@@ -138,12 +139,14 @@ class Encoder:
         name: str = "custom",
         fingerprint: str = "",
         query_cache_size: int = QUERY_CACHE_SIZE,
+        head: nn.Linear | None = None,
     ) -> None:
         if pooling not in POOLING_MODES:
             raise L2VError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
         if max_length < 8:
             raise L2VError(f"max_length must be at least 8 tokens, got {max_length}")
         self.model = model.eval()
+        self.head = head.to(self.device).eval() if head is not None else None
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_length = max_length
@@ -197,7 +200,8 @@ class Encoder:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         final_pooling = pooling or config.pooling
-        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional)
+        head_path = model_dir / config.head if model_dir and config.head else None
+        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional, head_path)
         name = str(model_dir) if model_dir and model_dir != SHIPPED_DEFAULT else spec
         return cls(
             network,
@@ -210,10 +214,13 @@ class Encoder:
             name=name,
             fingerprint=fingerprint,
             query_cache_size=query_cache_size,
+            head=load_head(head_path) if head_path else None,
         )
 
     @property
     def dim(self) -> int:
+        if self.head is not None:
+            return int(self.head.out_features)
         return int(self.model.config.hidden_size)
 
     @property
@@ -340,7 +347,11 @@ class Encoder:
         device = self.device
         masks = attention_masks(self.model, attention.to(device))
         hidden = self.model(input_ids=input_ids.to(device), attention_mask=masks).last_hidden_state
-        return pool(hidden.float(), pool_mask.to(device), self.pooling)
+        return self.project(pool(hidden.float(), pool_mask.to(device), self.pooling))
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The pooled vectors through the model's head, when it has one (a distilled model's projection)."""
+        return pooled if self.head is None else self.head(pooled)
 
 
 def validate_texts(texts: Sequence[str]) -> None:
@@ -375,12 +386,19 @@ def _special_tokens_around_text(tokenizer) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def _fingerprint(identity: str, adapter_dirs: list[Path], pooling: str, bidirectional: bool) -> str:
-    """A short hash of everything that changes document vectors: weights, adapters, pooling, attention."""
+def _fingerprint(
+    identity: str, adapter_dirs: list[Path], pooling: str, bidirectional: bool, head: Path | None = None
+) -> str:
+    """A short hash of all that changes document vectors: weights, adapters, pooling, attention, head."""
     digest = hashlib.sha256(json.dumps([identity, pooling, bidirectional]).encode())
     for directory in adapter_dirs:
         for path in sorted(directory.glob("adapter_model.*")):
             digest.update(path.read_bytes())
+    if head is not None:
+        try:
+            digest.update(b"head" + head.read_bytes())
+        except OSError as exc:
+            raise L2VError(f"cannot read the model's head {head}: {exc}") from exc
     return digest.hexdigest()[:16]
 
 

@@ -149,16 +149,17 @@ def run_stage(
     record: dict | None = None,
     query_instruction: str | None = None,
     on_step: StepCallback | None = None,
+    head: str | None = None,
 ) -> list[float] | None:
     """Check the settings and the output directory, build the stage (loading the model), train it, and list
-    its adapter in `out_dir/l2v-model.json`. Returns the step losses, or None when a resumed run finds the
-    stage already trained."""
+    its adapter (and `head`, a file the stage saves with it) in `out_dir/l2v-model.json`. Returns the step
+    losses, or None when a resumed run finds the stage already trained."""
     settings.validate()
     if not prepare_output(out_dir, start, name, resume):
         log.info("%s is already trained in %s", name, out_dir)
         return None
     losses = train(build(), settings, out_dir, resume=resume, record=record, on_step=on_step)
-    record_stage(out_dir, start, name, query_instruction)
+    record_stage(out_dir, start, name, query_instruction, head)
     return losses
 
 
@@ -315,7 +316,10 @@ def _load_checkpoint(path, model, optimizer, scheduler, scaler, settings) -> int
         raise L2VError(
             f"cannot resume {path}: settings differ from the interrupted run ({'; '.join(changed)})"
         )
-    set_peft_model_state_dict(model, adapter)
+    if hasattr(model, "load_adapter_state"):  # a stage that saves more than a PEFT adapter (distill's head)
+        model.load_adapter_state(path / CHECKPOINT_ADAPTER)
+    else:
+        set_peft_model_state_dict(model, adapter)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])

@@ -34,6 +34,7 @@ class StartingPoint:
     source_dir: Path | None = None  # the trained model directory given as --model, if any
     max_length: int = DEFAULT_MAX_LENGTH
     query_instruction: str | None = None
+    head: str | None = None  # the trained model's head file, relative to its directory
 
     @classmethod
     def from_spec(cls, spec: str) -> "StartingPoint":
@@ -51,6 +52,7 @@ class StartingPoint:
             source_dir=path.resolve(),
             max_length=config.max_length,
             query_instruction=config.query_instruction,
+            head=config.head,
         )
 
     def weights_dir(self) -> Path:
@@ -142,9 +144,12 @@ def prepare_output(out_dir: Path, start: StartingPoint, stage: str, resume: bool
     return True
 
 
-def record_stage(out_dir: Path, start: StartingPoint, stage: str, query_instruction: str | None) -> None:
+def record_stage(
+    out_dir: Path, start: StartingPoint, stage: str, query_instruction: str | None, head: str | None = None
+) -> None:
     """List the new adapter after the starting point's in `out_dir/l2v-model.json` (copying earlier
-    adapters in when the output is a new directory), so `Encoder.from_pretrained(out_dir)` loads them all."""
+    adapters in when the output is a new directory), so `Encoder.from_pretrained(out_dir)` loads them all.
+    `head`: the stage's new head file (else the starting point's head, if any, is kept)."""
     names = []
     for directory in start.adapter_dirs:
         if directory.resolve() != (out_dir / directory.name).resolve():
@@ -157,6 +162,7 @@ def record_stage(out_dir: Path, start: StartingPoint, stage: str, query_instruct
         max_length=start.max_length,
         query_instruction=start.query_instruction if query_instruction is None else query_instruction or None,
         bidirectional=True,
+        head=head or start.head,
     ).save(out_dir)
 
 

@@ -1,0 +1,146 @@
+"""`train distill`: a tiny random student learns from a tiny random sentence-transformers teacher."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TRAINING_TEXT, build_tokenizer
+from transformers import BertConfig, BertModel
+
+from llm2vec_search.encoder import Encoder
+from llm2vec_search.errors import L2VError
+from llm2vec_search.training.distill import (
+    DistillSettings,
+    DistillText,
+    distill_loss,
+    fit_head,
+    read_distill_texts,
+    train_distill,
+)
+from llm2vec_search.training.features import TopLayers, frozen_features, layer_view
+from llm2vec_search.training.setup import StartingPoint
+from llm2vec_search.training.teacher import Teacher
+
+TEXTS = [DistillText(text, query=i % 3 == 0) for i, text in enumerate(dict.fromkeys(TRAINING_TEXT))] + [
+    DistillText(f"sentence number {i} about the {word}", query=i % 2 == 0)
+    for i, word in enumerate(["cat", "dog", "park", "market", "protein", "fox", "vector", "token"] * 3)
+]
+
+
+def save_tiny_teacher(directory: Path, dim: int = 24) -> Path:
+    """A sentence-transformers folder as the teacher package ships it: BERT weights, tokenizer, pooling."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=dim,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
+    (directory / "1_Pooling").mkdir()
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Teacher:
+    return Teacher(save_tiny_teacher(tmp_path_factory.mktemp("teacher")))
+
+
+def settings(**overrides) -> DistillSettings:
+    values = dict(steps=6, batch_size=8, lr=5e-3, warmup_steps=0, lora_layers=1, save_every=3, max_length=96)
+    return DistillSettings(**{**values, **overrides})
+
+
+def test_teacher_vectors_are_normalized_mean_pooled(teacher):
+    vectors = teacher.encode(["a dog in the park", "proteins fold"])
+    assert vectors.shape == (2, 24)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_top_layers_from_cached_features_equal_the_full_model(tiny_model_dir):
+    """Splitting the network at a layer and running the top from the bottom's output changes nothing."""
+    encoder = Encoder.from_pretrained(tiny_model_dir, device="cpu")
+    texts = ["The cat sat on the mat.", "Vector search finds similar documents by meaning and more."]
+    items = encoder.tokenize(texts, "Find the passage")
+    bottom = layer_view(encoder.model, 0, 1, final_norm=False)
+    top = layer_view(encoder.model, 1, None, final_norm=True)
+    features = frozen_features(bottom, items, encoder.tokenizer.pad_token_id, torch.device("cpu"))
+    split = TopLayers(torch.nn.Module(), top, torch.nn.Identity(), "mean").eval()
+    with torch.no_grad():
+        pooled = split(features, [0, 1], torch.device("cpu"))
+        whole = encoder.forward(items)
+    assert torch.allclose(pooled, whole, atol=1e-5)
+
+
+def test_fit_head_recovers_a_linear_map():
+    torch.manual_seed(0)
+    inputs = torch.randn(200, 16)
+    weight, bias = torch.randn(8, 16), torch.randn(8)
+    head = fit_head(inputs, inputs @ weight.T + bias, ridge=1e-8)
+    assert torch.allclose(head.weight, weight, atol=1e-3)
+    assert torch.allclose(head.bias, bias, atol=1e-3)
+
+
+def test_loss_is_zero_when_the_student_matches_the_teacher():
+    teacher = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    assert distill_loss(3 * teacher, teacher, relational_weight=1.0).item() == pytest.approx(0, abs=1e-6)
+    assert distill_loss(torch.randn(4, 8), teacher, relational_weight=1.0).item() > 0.1
+
+
+def test_distilled_model_loads_with_its_head_and_moved_towards_the_teacher(tiny_model_dir, teacher, tmp_path):
+    start = StartingPoint.from_spec(str(tiny_model_dir))
+    out = tmp_path / "student"
+    losses = train_distill(start, TEXTS, teacher, settings(steps=12), out)
+    assert losses is not None and len(losses) == 12
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    config = json.loads((out / "l2v-model.json").read_text())
+    assert config["adapters"] == ["distill"] and config["head"] == "distill/head.safetensors"
+    student = Encoder.from_pretrained(out, device="cpu")
+    assert student.dim == teacher.dim
+    texts = [item.text for item in TEXTS if not item.query]
+    vectors = student.encode(texts)
+    assert vectors.shape == (len(texts), teacher.dim)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # The student's vectors point where the teacher's do, more than an untrained head's could by chance.
+    assert float(np.mean(np.sum(vectors * teacher.encode(texts), axis=1))) > 0.5
+    # A checkpoint holds its head too, so it loads and ships as it is.
+    assert (out / "checkpoints" / "distill" / "step-0000006" / "adapter" / "head.safetensors").is_file()
+
+
+def test_resumed_run_continues_to_the_same_adapter(tiny_model_dir, teacher, tmp_path):
+    start = StartingPoint.from_spec(str(tiny_model_dir))
+    whole = tmp_path / "whole"
+    train_distill(start, TEXTS, teacher, settings(), whole)
+    cut = tmp_path / "cut"
+    train_distill(start, TEXTS, teacher, settings(steps=6, save_every=3), cut)
+    # Drop the last checkpoint and the finished adapter: resuming redoes steps 4-6 from step 3's state.
+    import shutil
+
+    shutil.rmtree(cut / "checkpoints" / "distill" / "step-0000006")
+    shutil.rmtree(cut / "distill")
+    (cut / "l2v-model.json").unlink()
+    train_distill(start, TEXTS, teacher, settings(), cut, resume=True)
+    texts = [item.text for item in TEXTS]
+    a = Encoder.from_pretrained(whole, device="cpu").encode(texts)
+    b = Encoder.from_pretrained(cut, device="cpu").encode(texts)
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def test_texts_from_files_with_fields_are_deduplicated_and_cut(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"query": f"question {i % 5}", "positive": " ".join(["word"] * 50) + f" {i}"} for i in range(10)]
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    texts = read_distill_texts([f"{pairs}:query"], [f"{pairs}:positive"], None, max_words=10, seed=0)
+    queries = [t for t in texts if t.query]
+    assert len(queries) == 5
+    assert all(len(t.text.split()) == 10 for t in texts if not t.query)
+    with pytest.raises(L2VError, match="no texts"):
+        read_distill_texts([], [], None, 10, 0)
