@@ -26,6 +26,16 @@ def test_models_lists_the_default_base():
     assert "gemma3-270m" in result.stdout and "smollm2-135m" in result.stdout
 
 
+def test_models_says_what_the_first_use_costs(monkeypatch):
+    """The figure comes from one place, which names the command that measures it (the cache here is empty)."""
+    from llm2vec_search.encoder.models import CONVERSION_TIME
+
+    monkeypatch.setenv("COLUMNS", "250")
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    assert f"converts on first use, {CONVERSION_TIME}" in result.stdout
+
+
 def test_models_card_says_how_the_default_was_trained():
     result = run_cli("models", "--card")
     assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ def models(
     """List the models l2v-search can use and whether each is installed and converted."""
     from ..encoder.adapters import ModelDirConfig, is_model_dir
     from ..encoder.encoder import SHIPPED_DEFAULT
-    from ..encoder.models import cache_dir, model_status
+    from ..encoder.models import CONVERSION_TIME, cache_dir, model_status
     from ..errors import L2VError
 
     if card:
@@ -50,7 +50,9 @@ def models(
             row.name,
             row.description,
             "yes" if row.installed else "no",
-            "yes" if row.converted else ("—" if not row.installed else "no (converts on first use, ~1 min)"),
+            "yes"
+            if row.converted
+            else ("—" if not row.installed else f"no (converts on first use, {CONVERSION_TIME})"),
             row.hint,
         )
     console.print(table)
