@@ -66,15 +66,15 @@ def cold_rows(table: Table, runs: int, files: int) -> None:
         where = ["--name", "bench", "--index-dir", folder]
         cli("index", *map(str, corpus), *where)
         cli("query", QUERY, *where)  # the page cache warm, as for any query after the first
-        times: dict[str, list[float]] = {"default (hybrid)": [], "bm25": []}
+        times: dict[str, list[float]] = {"default mode (hybrid)": [], "--mode bm25": []}
         for _ in range(runs):
-            times["default (hybrid)"].append(cli("query", QUERY, *where))
-            times["bm25"].append(cli("query", QUERY, "--mode", "bm25", *where))
-    bm25 = statistics.median(times["bm25"])
+            times["default mode (hybrid)"].append(cli("query", QUERY, *where))
+            times["--mode bm25"].append(cli("query", QUERY, "--mode", "bm25", *where))
+    bm25 = statistics.median(times["--mode bm25"])
     for mode, samples in times.items():
         median = statistics.median(samples)
         table.add_row(
-            f"cold one-shot query, --mode {mode}",
+            f"cold one-shot query, {mode}",
             f"median of {runs} fresh processes, {len(corpus)} files indexed",
             f"{median:.2f} s",
             f"{median / bm25:.1f}× bm25",
