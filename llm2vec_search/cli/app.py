@@ -2,6 +2,7 @@
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..indexing.search import DEFAULT_DENSE_WEIGHT
 
@@ -14,6 +15,13 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_error(message: object, label: str = "error") -> None:
+    """One red-labelled line on stderr. The message is escaped: paths and user text may hold brackets that
+    Rich would read as markup (a name with `[/red]` in it raised MarkupError instead of the error)."""
+    err_console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+
 
 DenseWeightOption = typer.Option(
     DEFAULT_DENSE_WEIGHT,

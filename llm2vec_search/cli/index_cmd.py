@@ -11,7 +11,7 @@ from rich import filesize
 from rich.table import Table
 
 from ..errors import L2VError
-from .app import DeviceOption, DtypeOption, app, console, err_console
+from .app import DeviceOption, DtypeOption, app, console, err_console, print_error
 from .progress import ProgressBars
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def index_command(
             )
         _print_summary(summary, index.status())
         if embedder is not None:
-            err_console.print(f"embedded on {embedder.pool.describe()}")
+            err_console.print(f"embedded on {embedder.pool.describe()}", markup=False)
         if watch:
             _watch(index, paths, include, exclude, debounce)
 
@@ -163,7 +163,9 @@ def _watch(
 
     def ready() -> None:
         shown = ", ".join(map(str, paths))
-        err_console.print(f"watching {shown} for changes (Ctrl-C stops)", soft_wrap=True, highlight=False)
+        err_console.print(
+            f"watching {shown} for changes (Ctrl-C stops)", soft_wrap=True, highlight=False, markup=False
+        )
 
     def updated(summary: "UpdateSummary") -> None:
         status = index.status()
@@ -176,7 +178,7 @@ def _watch(
         )
 
     def failed(exc: L2VError) -> None:
-        err_console.print(f"[red]error:[/red] {exc} (retrying)", soft_wrap=True, highlight=False)
+        print_error(f"{exc} (retrying)")
 
     watch_index(
         index, paths, include, exclude, on_ready=ready, on_update=updated, on_error=failed, quiet_s=debounce
@@ -203,7 +205,9 @@ def status_command(
     if problems:
         raise damaged(status.name, "; ".join(problems))
     if check:
-        err_console.print(f"index '{status.name}' is sound: {status.files} files, {status.chunks} chunks")
+        err_console.print(
+            f"index '{status.name}' is sound: {status.files} files, {status.chunks} chunks", markup=False
+        )
     if as_json:
         print(json.dumps(status.to_dict()))
         return

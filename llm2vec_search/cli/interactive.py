@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import L2VError
 from ..indexing.search import DEFAULT_DENSE_WEIGHT, check_query
-from .app import console, err_console
+from .app import console, err_console, print_error
 from .render import hit_details, print_hits
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class _History:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.readline.write_history_file(self.path)
         except OSError as exc:
-            err_console.print(f"note: could not save the search history to {self.path}: {exc}")
+            err_console.print(f"note: could not save the search history to {self.path}: {exc}", markup=False)
 
 
 class SearchSession:
@@ -114,7 +114,7 @@ class SearchSession:
             encoder.encode_queries(["warm-up"])
             self.model_loaded = True
             seconds = time.perf_counter() - started
-            err_console.print(f"loaded {encoder.name} in {seconds:.1f} s", highlight=False)
+            err_console.print(f"loaded {encoder.name} in {seconds:.1f} s", highlight=False, markup=False)
 
     def handle(self, line: str) -> bool:
         """Run one line; False when the session should end."""
@@ -126,7 +126,7 @@ class SearchSession:
                 return self._command(line)
             self._search(line)
         except L2VError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(exc)
         return True
 
     def _search(self, query: str) -> None:

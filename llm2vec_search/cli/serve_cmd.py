@@ -67,6 +67,7 @@ def serve(
         f"serving {', '.join(backend.indexes)} at http://{shown}:{port} (batching {batching}; "
         f"API docs at /docs{', API key required' if key else ''}); Ctrl+C stops",
         soft_wrap=True,
+        markup=False,
     )
     uvicorn.run(
         http_app,
