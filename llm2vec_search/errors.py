@@ -3,3 +3,9 @@
 
 class L2VError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+def write_failed(path: object, reason: str) -> L2VError:
+    """The error for a write to an index that failed (a full disk, a file size limit, no permission): the
+    writers undo what they started, so the index is as its last completed save left it."""
+    return L2VError(f"cannot write {path}: {reason}; the index is intact as of its last save")

@@ -127,6 +127,13 @@ def index_command(
                 paths, include=include, exclude=exclude, progress=show_update(bars), embedder=embedder
             )
         _print_summary(summary, index.status())
+        if summary.files_removed and not (summary.files_added or summary.files_changed or summary.files_unchanged):
+            err_console.print(
+                f"no readable text files left under {', '.join(map(str, paths))}: "
+                f"their {summary.files_removed} files were removed from the index",
+                soft_wrap=True,
+                highlight=False,
+            )
         if embedder is not None:
             err_console.print(f"embedded on {embedder.pool.describe()}")
         if watch:
