@@ -127,7 +127,8 @@ def index_command(
                 paths, include=include, exclude=exclude, progress=show_update(bars), embedder=embedder
             )
         _print_summary(summary, index.status())
-        if summary.files_removed and not (summary.files_added or summary.files_changed or summary.files_unchanged):
+        kept = summary.files_added + summary.files_changed + summary.files_unchanged
+        if summary.files_removed and not kept:
             err_console.print(
                 f"no readable text files left under {', '.join(map(str, paths))}: "
                 f"their {summary.files_removed} files were removed from the index",
