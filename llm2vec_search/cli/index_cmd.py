@@ -1,6 +1,7 @@
 """`l2v-search index` (build or update an index from folders) and `l2v-search status` (what it holds)."""
 
 import json
+import shlex
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +24,8 @@ IndexDirOption = typer.Option(
     envvar="L2V_SEARCH_INDEX_DIR",
     help="Folder holding named indexes (default ./indexes).",
 )
+# `status --check`'s exit code for an index that an interrupted update left unfinished (a rerun completes it).
+EXIT_UNFINISHED = 3
 NameOption = typer.Option(
     "default", "--name", "-n", help="Index name (a folder under --index-dir), or a path to an index folder."
 )
@@ -198,7 +201,10 @@ def status_command(
     index_dir: Path | None = IndexDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     check: bool = typer.Option(
-        False, "--check", help="Verify the index (SQLite, vectors, full-text rows, model); exit 2 if damaged."
+        False,
+        "--check",
+        help="Verify the index (SQLite, vectors, full-text rows, model); exit 2 if damaged, "
+        f"{EXIT_UNFINISHED} if an interrupted update needs a rerun.",
     ),
 ) -> None:
     """Show what an index holds: files, chunks, model, dimension, size on disk, last run."""
@@ -206,10 +212,23 @@ def status_command(
     from ..indexing.location import damaged
 
     with Index.open(name, root=index_dir) as index:
-        problems = index.check() if check else []
-        status = index.status()
-    if problems:
-        raise damaged(status.name, "; ".join(problems))
+        health = index.check() if check else None
+        busy = bool(health and health.unfinished) and index.being_updated()
+        status, roots = index.status(), index.roots()
+    if health and health.damage:
+        raise damaged(status.name, "; ".join(health.damage))
+    if health and health.unfinished:
+        found = "; ".join(health.unfinished)
+        again = shlex.join(["l2v-search", "index", *roots, "--name", name])
+        if index_dir is not None:
+            again += f" --index-dir {shlex.quote(str(index_dir))}"
+        message = (
+            f"index '{status.name}' is being updated ({found}); check again when it is done"
+            if busy
+            else f"index '{status.name}': interrupted run ({found}): rerun `{again}` to finish it"
+        )
+        err_console.print(message, soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(EXIT_UNFINISHED)
     if check:
         err_console.print(f"index '{status.name}' is sound: {status.files} files, {status.chunks} chunks")
     if as_json:

@@ -18,13 +18,14 @@ from ..errors import L2VError
 from .discover import discover, is_under, path_key
 from .embedding import ChunkEmbedder
 from .extract import Document
-from .health import open_sound_store, problems, read_vectors
+from .health import Health, check, open_sound_store, read_vectors
 from .location import (
     check_index_folder,
     damaged,
     file_signature,
     folder_size,
     inode,
+    is_locked,
     make_folder,
     missing_index,
     recover_swap,
@@ -236,9 +237,13 @@ class Index:
         """(committed chunks without a vector, vectors without a committed chunk); see `update`."""
         return vector_mismatch(self.store, self.vectors)
 
-    def check(self) -> list[str]:
-        """Everything wrong with the index (empty when it is sound); see `health.problems`."""
-        return problems(self.store, self._folder / VECTORS_NAME)
+    def check(self) -> Health:
+        """Everything wrong with the index, and what an unfinished update left; see `health.check`."""
+        return check(self.store, self._folder / VECTORS_NAME)
+
+    def being_updated(self) -> bool:
+        """Whether another process holds the write lock now (its update's traces are expected, then)."""
+        return self._lock_handle is None and is_locked(self.path)
 
     def refresh(self) -> bool:
         """Re-read the database and vectors if another process replaced them; True if anything was re-read."""

@@ -181,6 +181,18 @@ def take_lock(folder: Path, name: str) -> IO[str]:
     return handle
 
 
+def is_locked(folder: Path) -> bool:
+    """Whether a process holds the write lock of the index at `folder`."""
+    try:
+        handle = _try_lock(folder)
+    except OSError:  # no folder, or not ours to write: nobody can be writing it through us
+        return False
+    if handle is None:
+        return True
+    handle.close()
+    return False
+
+
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
 

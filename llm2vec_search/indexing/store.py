@@ -317,6 +317,13 @@ class Store:
         chunks = self.conn.execute("SELECT count(*) FROM chunks WHERE committed = 1").fetchone()[0]
         return int(files), int(chunks)
 
+    def unfinished(self) -> tuple[int, int]:
+        """(chunks not yet committed, files being (re)written): both 0 unless an update is running or was cut
+        short."""
+        pending = self.conn.execute("SELECT count(*) FROM chunks WHERE committed = 0").fetchone()[0]
+        files = self.conn.execute("SELECT count(*) FROM files WHERE sha256 IS NULL").fetchone()[0]
+        return int(pending), int(files)
+
     def fts_count(self) -> int:
         """Rows in the FTS index (for consistency checks)."""
         return int(self.conn.execute("SELECT count(*) FROM chunks_fts_docsize").fetchone()[0])
