@@ -186,8 +186,10 @@ def _watch(
             highlight=False,
         )
 
-    def failed(exc: L2VError) -> None:
-        err_console.print(f"[red]error:[/red] {exc} (retrying)", soft_wrap=True, highlight=False)
+    def failed(exc: Exception) -> None:
+        first_line = str(exc).partition("\n")[0]
+        what = exc if isinstance(exc, L2VError) else f"{type(exc).__name__}: {first_line}"
+        err_console.print(f"[red]error:[/red] {what} (retrying)", soft_wrap=True, highlight=False)
 
     watch_index(
         index, paths, include, exclude, on_ready=ready, on_update=updated, on_error=failed, quiet_s=debounce

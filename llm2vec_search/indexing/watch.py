@@ -6,14 +6,19 @@ so a `git checkout` that touches thousands of files costs one update. The update
 `Index.update`, with its crash safety; readers (`serve`, `mcp`, `query`) see each one as it commits.
 """
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from threading import Event
 
-from ..errors import L2VError
+from .embedding import ChunkEmbedder
 from .index import Index
 from .location import own_folders
 from .update import UpdateSummary
+
+# A failed update is retried after each burst of changes, and without changes after a delay that doubles
+# from the quiet period up to this: a busy index or an empty root costs a watcher little while it waits.
+MAX_RETRY_SECONDS = 60.0
 
 
 def watch_index(
@@ -24,23 +29,27 @@ def watch_index(
     *,
     on_ready: Callable[[], None],
     on_update: Callable[[UpdateSummary], None],
-    on_error: Callable[[L2VError], None],
+    on_error: Callable[[Exception], None],
     quiet_s: float = 1.0,
     max_wait_s: float = 30.0,
     stop: Event | None = None,
+    embedder: ChunkEmbedder | None = None,
 ) -> None:
     """Watch `paths` until Ctrl-C (or `stop` is set), updating `index` after each burst of changes.
 
     Once the watcher is running, one catch-up update picks up whatever changed since the caller's own first
-    pass, then `on_ready` is called. `on_update` gets each update that changed something; an update that
-    fails with a user error (say, another process holds the index) is retried after each quiet period and
-    goes to `on_error` when its message differs from the last failure's.
+    pass, then `on_ready` is called. `on_update` gets each update that changed something. An update that
+    fails, for any reason (another process holds the index, a full disk, a model that ran out of memory),
+    goes to `on_error` when its message differs from the last failure's, and is retried after the next
+    change or, backing off, without one; only Ctrl-C (or `stop`) ends watching. `embedder` embeds the
+    changed chunks (default: the index's encoder).
     """
     from watchfiles import DefaultFilter, watch
 
     quiet_ms = max(1, round(quiet_s * 1000))
     ready = False
     failed: str | None = None  # the last failure's message, until an update succeeds
+    delay, retry_at = 0.0, 0.0
     for changes in watch(
         *paths,
         watch_filter=DefaultFilter(ignore_paths=[str(folder) for folder in own_folders(index.path)]),
@@ -51,16 +60,18 @@ def watch_index(
         raise_interrupt=False,
         stop_event=stop,
     ):
-        if changes or failed or not ready:
+        if changes or not ready or (failed is not None and time.monotonic() >= retry_at):
             try:
                 index.refresh()  # another process may have updated or rebuilt the index meanwhile
-                summary = index.update(paths, include=include, exclude=exclude)
-            except L2VError as exc:
+                summary = index.update(paths, include=include, exclude=exclude, embedder=embedder)
+            except Exception as exc:  # whatever it is, it is reported and watching goes on
                 if str(exc) != failed:
                     on_error(exc)
                 failed = str(exc)
+                delay = min(max(quiet_s, 2 * delay), MAX_RETRY_SECONDS)
+                retry_at = time.monotonic() + delay
             else:
-                failed = None
+                failed, delay = None, 0.0
                 if summary.files_added or summary.files_changed or summary.files_removed:
                     on_update(summary)
         if not ready:
