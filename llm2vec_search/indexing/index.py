@@ -246,23 +246,30 @@ class Index:
         return self._lock_handle is None and is_locked(self.path)
 
     def refresh(self) -> bool:
-        """Re-read the database and vectors if another process replaced them; True if anything was re-read."""
+        """Re-read the database and vectors if another process replaced them; True if anything was re-read.
+
+        A rebuild's swap replaces both at once, so the database is checked again after the vectors: if it
+        changed meanwhile, both are read again, and a search never pairs one index's vectors with another's
+        chunks."""
         changed = False
         db = self._folder / DB_NAME
-        if self._db_inode != inode(db) and db.exists():
-            self.store.close()
-            self.store = Store.open(self._folder)
-            self._db_inode = inode(db)
-            if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
-                self._encoder = None
-            changed = True
-        if (
-            self._vectors is not None
-            and file_signature(self._folder / VECTORS_NAME) != self._vectors_signature
-        ):
-            self._load_vectors()
-            changed = True
-        return changed
+        if not self._staging and not db.exists():
+            recover_swap(self.path)  # between a swap's two renames: wait for the index to be back
+        while True:
+            current = inode(db)
+            if current is not None and current != self._db_inode:
+                self.store.close()
+                self._db_inode = current
+                self.store = Store.open(self._folder)
+                if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
+                    self._encoder = None
+                changed = True
+            vectors = self._folder / VECTORS_NAME
+            if self._vectors is not None and file_signature(vectors) != self._vectors_signature:
+                self._load_vectors()
+                changed = True
+            if inode(db) in (None, self._db_inode):
+                return changed
 
     # searching
     def search(

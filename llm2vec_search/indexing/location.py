@@ -171,6 +171,7 @@ def _try_lock(folder: Path) -> IO[str] | None:
 
 def take_lock(folder: Path, name: str) -> IO[str]:
     """The index's write lock (an flock: a killed holder frees it); L2VError if another process has it."""
+    recover_swap(folder)  # so that a swap in progress gets its folder back before this one is made
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle = _try_lock(folder)
