@@ -4,7 +4,9 @@ import logging
 import os
 import sys
 
-from ..errors import L2VError
+from rich.markup import escape
+
+from ..errors import L2VError, one_line
 from . import (  # noqa: F401  (modules register their commands on `app`)
     doctor_cmd,
     embed_cmd,
@@ -51,6 +53,8 @@ def main() -> None:
         if os.environ.get("L2V_DEBUG"):
             raise
         err_console.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with L2V_DEBUG=1 for details)"
+            f"[red]internal error:[/red] {type(exc).__name__}: {escape(one_line(exc))} "
+            "(rerun with L2V_DEBUG=1 for details)",
+            highlight=False,
         )
         sys.exit(EXIT_ERROR)

@@ -11,7 +11,7 @@ import typer
 from rich import filesize
 from rich.table import Table
 
-from ..errors import L2VError
+from ..errors import L2VError, one_line
 from .app import DeviceOption, DtypeOption, app, console, err_console
 from .progress import ProgressBars
 
@@ -187,8 +187,7 @@ def _watch(
         )
 
     def failed(exc: Exception) -> None:
-        first_line = str(exc).partition("\n")[0]
-        what = exc if isinstance(exc, L2VError) else f"{type(exc).__name__}: {first_line}"
+        what = exc if isinstance(exc, L2VError) else f"{type(exc).__name__}: {one_line(exc)}"
         err_console.print(f"[red]error:[/red] {what} (retrying)", soft_wrap=True, highlight=False)
 
     watch_index(

@@ -209,9 +209,11 @@ class Index:
             self._encoder = self.load_encoder()
         return self._encoder
 
-    def load_encoder(self, spec: str | None = None) -> "Encoder":
-        """Load the spec the index records, or `spec` instead; either must give the index's fingerprint."""
-        return load_index_encoder(self.settings, self.name, spec, self._device, self._dtype)
+    def load_encoder(self, spec: str | None = None, settings: IndexSettings | None = None) -> "Encoder":
+        """Load the spec the index records, or `spec` instead; either must give the index's fingerprint.
+        `settings`: the index's, read beforehand (by a server under its lock, so the load, which takes
+        seconds, does not hold it)."""
+        return load_index_encoder(settings or self.settings, self.name, spec, self._device, self._dtype)
 
     def roots(self) -> list[str]:
         """The folders and files that updates were given (absolute), so readers know what the index covers."""

@@ -14,13 +14,12 @@ Ids are chunk ids from SQLite. The README's scaling section gives each kind's me
 import errno
 import math
 import os
-import re
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from ..errors import L2VError, write_failed
+from ..errors import L2VError, one_line, write_failed
 
 VECTORS_NAME = "vectors.faiss"
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
@@ -40,8 +39,6 @@ IVF_MAX_NPROBE = 32
 IVF_TRAIN_PER_LIST = 64
 # Bytes per write when saving: FAISS hands a large index over in pieces of at most this size.
 WRITE_BLOCK_BYTES = 1 << 22
-# FAISS prefixes its messages with the C++ function and source line, which tell a user nothing.
-FAISS_ERROR_PLACE = re.compile(r"^Error in .*? at \S+:\d+: ")
 
 
 def kind_of(index: faiss.Index) -> str:
@@ -116,8 +113,7 @@ class VectorIndex:
         try:
             return cls(faiss.read_index(str(path)))
         except RuntimeError as exc:
-            reason = FAISS_ERROR_PLACE.sub("", str(exc).splitlines()[0])
-            raise L2VError(f"cannot read {path}: {reason}") from exc
+            raise L2VError(f"cannot read {path}: {one_line(exc)}") from exc
 
     @property
     def dim(self) -> int:
