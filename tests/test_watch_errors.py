@@ -1,6 +1,9 @@
 """Watch mode goes on after any failed update, not just a user error: the failure is reported once and the
-update retried (after the next change, or after a back-off without one) until it succeeds."""
+update retried (after the next change, or after a back-off without one) until it succeeds. It follows a file
+root across editor-style saves and a root folder that is deleted and made again."""
 
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -77,6 +80,56 @@ def test_watch_reports_any_failure_and_keeps_going(tmp_path, tiny_model_dir):
         lock.close()
         wait_for("the update once the index is free", lambda: indexed(root, "cherry"))
         assert len(errors) == 2 and watcher.is_alive()  # each failure said once
+    finally:
+        stop.set()
+        watcher.join(30)
+        index.close()
+
+
+def start_watching(index: Index, roots: list, errors: list) -> tuple[threading.Thread, threading.Event]:
+    ready, stop = threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=watch_index,
+        args=(index, roots),
+        kwargs=dict(
+            on_ready=ready.set, on_update=lambda summary: None, on_error=errors.append, quiet_s=0.2, stop=stop
+        ),
+    )
+    watcher.start()
+    assert ready.wait(60)
+    return watcher, stop
+
+
+def editor_save(path, text: str) -> None:
+    """Save as most editors do: a new file, renamed over the old one."""
+    temporary = path.with_name(f".{path.name}.swp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def test_watch_follows_a_file_root_across_saves_and_a_folder_root_that_comes_back(tmp_path, tiny_model_dir):
+    note, folder, root = tmp_path / "note.md", tmp_path / "docs", tmp_path / "indexes"
+    note.write_text("first draft\n")
+    folder.mkdir()
+    (folder / "a.md").write_text("alpha apple\n")
+    with Index.open("w", root=root, model=str(tiny_model_dir), create=True) as index:
+        index.update([note, folder])
+    index = Index.open("w", root=root)
+    errors: list[Exception] = []
+    watcher, stop = start_watching(index, [note, folder], errors)
+    try:
+        for word in ("secondword", "thirdword", "fourthword"):
+            editor_save(note, f"a draft with {word}\n")
+            wait_for(f"the save with {word}", lambda word=word: indexed(root, word))
+
+        shutil.rmtree(folder)
+        wait_for("the missing root's report", lambda: any("disappeared" in str(e) for e in errors))
+        folder.mkdir()
+        (folder / "b.md").write_text("bravo banana\n")
+        wait_for("the folder that came back", lambda: indexed(root, "banana"))
+        (folder / "c.md").write_text("charlie cherry\n")
+        wait_for("a change in it, watched again", lambda: indexed(root, "cherry"))
+        assert watcher.is_alive()
     finally:
         stop.set()
         watcher.join(30)
