@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ CORPUS = {
 }
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 120, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess:
+    """`l2v-search ARGS` in `cwd`; `preexec_fn` runs in the child before it starts (e.g. to set limits)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_INDEX_DIR": str(cwd / "indexes")}
     return subprocess.run(
         [sys.executable, "-m", "llm2vec_search", *args],
@@ -26,6 +30,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

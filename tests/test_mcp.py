@@ -165,6 +165,9 @@ def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_serving(set
         await call_error(session, "search", k=3)
         await call_error(session, "get_chunk", chunk_id="one")
         await call_error(session, "get_document", path="cats.md", start_line=50)
+        reversed_range = await call_error(session, "get_document", path="cats.md", start_line=5, end_line=3)
+        assert "end_line 3 is before start_line 5" in reversed_range
+        assert "chunk_id" in await call_error(session, "get_chunk", chunk_id=2**63)
         assert "not the model" in await call_error(session, "search", query="cat", mode="dense")
         assert (await call(session, "search", query="cat", mode="bm25"))["hits"]  # still serving
 

@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 
-from ..errors import L2VError
+from ..errors import L2VError, one_line
 from . import (  # noqa: F401  (modules register their commands on `app`)
     doctor_cmd,
     embed_cmd,
@@ -50,5 +50,7 @@ def main() -> None:
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("L2V_DEBUG"):
             raise
-        print_error(f"{type(exc).__name__}: {exc} (rerun with L2V_DEBUG=1 for details)", "internal error")
+        print_error(
+            f"{type(exc).__name__}: {one_line(exc)} (rerun with L2V_DEBUG=1 for details)", "internal error"
+        )
         sys.exit(EXIT_ERROR)

@@ -118,11 +118,12 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict:
-        """Liveness plus each model's micro-batching counters (no index names: this path needs no API key)."""
+        """Liveness plus each model's micro-batching counters (no index or model names, which may tell
+        paths on this machine: this path needs no API key)."""
         return {
             "status": "ok",
             "version": __version__,
-            "models": [model.describe() for model in list(backend.models.values())],
+            "models": [model.describe(public=True) for model in list(backend.models.values())],
         }
 
     @app.get("/indexes")

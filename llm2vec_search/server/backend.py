@@ -40,9 +40,11 @@ class ServedModel:
     async def embed(self, texts: Sequence[str], instruction: str | None = None) -> Embedded:
         return await asyncio.wrap_future(self.batcher.submit(texts, instruction))
 
-    def describe(self) -> dict:
+    def describe(self, public: bool = False) -> dict:
+        """The model and its batching counters; `public` (for a path that needs no API key) leaves out its
+        name, which may be a path on this machine."""
         return {
-            "model": self.encoder.name,
+            **({} if public else {"model": self.encoder.name}),
             "fingerprint": self.encoder.fingerprint,
             "enabled": self.batcher.batching,
             **self.batcher.stats.to_dict(),
@@ -163,14 +165,19 @@ class Backend:
 
     def model_of(self, served: ServedIndex) -> ServedModel:
         """The model of the index as it is on disk; one already loaded for another index is shared, not
-        loaded again (a rebuild with another model gets that model here)."""
+        loaded again (a rebuild with another model gets that model here). A model loads outside the index's
+        lock, so that the index's other calls (BM25 searches, chunks, status) do not wait for it."""
         with served.lock:
-            fingerprint = served.fingerprint()
-            if served.model is None or served.model.encoder.fingerprint != fingerprint:
-                served.model = self.models.get(fingerprint) or self._model_for(
-                    served.index.load_encoder(self.model_spec)
-                )
-            return served.model
+            settings = served.index.settings
+            if served.model is not None and served.model.encoder.fingerprint == settings.fingerprint:
+                return served.model
+        with self._loading:  # one load at a time: a second index of the same model waits, then shares it
+            model = self.models.get(settings.fingerprint) or self._model_for(
+                served.index.load_encoder(self.model_spec, settings)
+            )
+        with served.lock:
+            served.model = model
+        return model
 
     async def search(
         self, query: str, k: int, mode: str, path_glob: str | None = None, index: str | None = None
@@ -188,17 +195,16 @@ class Backend:
         return served, hits
 
     def _model_for(self, encoder) -> ServedModel:
-        with self._loading:
-            if encoder.fingerprint not in self.models:
-                batcher = MicroBatcher(
-                    partial(encode_with_token_counts, encoder),
-                    max_batch=self.settings.max_batch,
-                    wait_ms=self.settings.wait_ms,
-                    batching=self.settings.batching,
-                    name=encoder.name,
-                )
-                self.models[encoder.fingerprint] = ServedModel(encoder, batcher)
-            return self.models[encoder.fingerprint]
+        """A loaded encoder served with its batcher (called holding `_loading`)."""
+        batcher = MicroBatcher(
+            partial(encode_with_token_counts, encoder),
+            max_batch=self.settings.max_batch,
+            wait_ms=self.settings.wait_ms,
+            batching=self.settings.batching,
+            name=encoder.name,
+        )
+        self.models[encoder.fingerprint] = ServedModel(encoder, batcher)
+        return self.models[encoder.fingerprint]
 
     def index(self, name: str | None) -> ServedIndex:
         """The named index (the first one when None), re-read first if another process changed it on disk."""

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError
 from .. import __version__
 from ..errors import L2VError
 from ..indexing.discover import is_under
-from ..indexing.extract import SkipFile, extract
+from ..indexing.extract import SkipFile, read_lines
 from ..indexing.search import DEFAULT_MODE, Hit
 from .app import Limits
 from .backend import Backend, ServedIndex
@@ -28,6 +28,8 @@ from .backend import Backend, ServedIndex
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
+# SQLite's largest integer: a chunk id past it cannot exist (and cannot be asked for).
+MAX_CHUNK_ID = 2**63 - 1
 # The most text `get_document` returns in one call; a caller asks for a line range to read the rest.
 MAX_DOCUMENT_CHARS = 100_000
 
@@ -129,7 +131,7 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
 
     @server.tool(annotations=READ_ONLY)
     def get_chunk(
-        chunk_id: Annotated[int, Field(ge=0, description="The chunk_id of a search hit.")],
+        chunk_id: Annotated[int, Field(ge=0, le=MAX_CHUNK_ID, description="The chunk_id of a search hit.")],
         index: IndexName = None,
     ) -> dict:
         """The full text of one indexed chunk, with its file path, line range and heading."""
@@ -163,21 +165,21 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
             served = backend.index(index)
             with served.lock:
                 file = readable_file(served, path)
+            if end_line is not None and end_line < start_line:
+                raise L2VError(f"end_line {end_line} is before start_line {start_line}")
             try:
-                lines = extract(file).text.splitlines(keepends=True)
+                lines = read_lines(file, start_line, end_line, MAX_DOCUMENT_CHARS)
             except (OSError, SkipFile) as exc:
                 raise L2VError(f"cannot read {file}: {exc}") from None
-            last = min(end_line or len(lines), len(lines))
-            if start_line > max(last, 1):
-                raise L2VError(f"{file} has {len(lines)} lines; start_line {start_line} is past the end")
-        text = "".join(lines[start_line - 1 : last])
+            if start_line > max(lines.total, 1):
+                raise L2VError(f"{file} has {lines.total} lines; start_line {start_line} is past the end")
         return {
             "path": str(file),
             "start_line": start_line,
-            "end_line": last,
-            "total_lines": len(lines),
-            "text": text[:MAX_DOCUMENT_CHARS],
-            "truncated": len(text) > MAX_DOCUMENT_CHARS,
+            "end_line": lines.end,
+            "total_lines": lines.total,
+            "text": lines.text,
+            "truncated": lines.truncated,
         }
 
     @server.tool(annotations=READ_ONLY)
