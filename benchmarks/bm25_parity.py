@@ -1,9 +1,9 @@
 """BM25 parity: l2v-search's BM25 (SQLite FTS5, through the real index) against `bm25s`'s Lucene variant.
 
 The same queries over the same documents with the same judgements, nDCG@10, on every retrieval set in
-`../shared/data`: SciFact test and train, `squad_dev`, and `squad_dev long`, a long-question variant built from
-it: every `squad_dev` question about one paragraph joined into one query and judged against that paragraph
-(paragraphs with at least two questions; nothing but the set's own questions and judgements is used).
+`../shared/data`: SciFact test and train, `squad_dev`, and `squad_dev long`, a long-question variant built
+from it: every `squad_dev` question about one paragraph joined into one query and judged against that
+paragraph (paragraphs with two questions or more; only the set's own questions and judgements are used).
 - ours: `l2v-search eval retrieval --mode bm25` as a user runs it: the BM25-only eval index of the default
   model's chunks (cached, no embedding), documents ranked by their best chunk;
 - bm25s: method "lucene", k1 1.5, b 0.75, bm25s's English stopwords (the list our queries drop), PyStemmer's
@@ -12,6 +12,8 @@ it: every `squad_dev` question about one paragraph joined into one query and jud
 With `--causes`, one row per difference between the two, each moved on its own (measured, not assumed):
 - `ours, whole documents`: one chunk per document, through the same `Store` and `bm25_ranking`;
 - `ours, repeated words`: each query word scored as often as the query says it (as Lucene sums), not once;
+- `ours, Lucene's formula`: Lucene's IDF and k1 1.5 over our chunks and FTS5's own tokens and statistics
+  (`fts5vocab`), every matching chunk scored: the best a re-rank of FTS5's candidates by that formula can do;
 - `bm25s, k1 1.2`: FTS5's k1 in bm25s;
 - `bm25s, FTS5's IDF`: log((N − n + 0.5)/(n + 0.5)), floored at 0 (bm25s "robertson"; FTS5 floors at 1e-6);
 - `bm25s, FTS5's words`: Porter's stemmer (FTS5's `porter`) and words of one character kept;
@@ -24,9 +26,11 @@ With `--causes`, one row per difference between the two, each moved on its own (
 
 import argparse
 import dataclasses
+import math
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bm25s
@@ -45,13 +49,15 @@ from llm2vec_search.evaluation.retrieval import (
     rank_documents,
 )
 from llm2vec_search.indexing.chunking import Chunk
-from llm2vec_search.indexing.search import _WORD, bm25_ranking, english_stopwords, fts_query
-from llm2vec_search.indexing.store import FileRecord, Store
+from llm2vec_search.indexing.search import _WORD, bm25_ranking, english_stopwords, fts_query, query_words
+from llm2vec_search.indexing.store import FTS_TOKENIZER, FileRecord, Store
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # bm25s's own default token pattern (scikit-learn's: words of two characters or more).
 BM25S_WORDS = r"(?u)\b\w\w+\b"
 FTS5_WORDS = r"(?u)\b\w+\b"
+# Each FTS5 column's weight in our score (`BM25_SCORE`: the heading counts half).
+COLUMN_WEIGHTS = {"text": 1.0, "heading": 0.5}
 Rankings = dict[str, list[str]]  # query id → doc ids, best first
 console = Console(width=120)
 
@@ -108,6 +114,53 @@ def all_words(text: str) -> list[str]:
 
 def best_documents(hits: list[tuple[Chunk, float]]) -> list[str]:
     return list(dict.fromkeys(chunk.path for chunk, _ in hits))[:DOC_DEPTH]
+
+
+def ours_lucene(
+    dataset: BeirDataset, encoder: LexicalOnlyEncoder, k1: float = 1.5, b: float = 0.75
+) -> Rankings:
+    """Lucene's BM25 (IDF log(1 + (N − n + 0.5)/(n + 0.5))) over the eval index's chunks, from FTS5's own
+    tokens, document frequencies and chunk lengths; each query word once, as ours."""
+    index, _ = build_eval_index(dataset, encoder, *eval_chunking(encoder.max_length))
+    with index:
+        conn = index.store.conn
+        conn.execute("CREATE VIRTUAL TABLE temp.chunk_terms USING fts5vocab(main, chunks_fts, instance)")
+        conn.execute(f"CREATE VIRTUAL TABLE temp.query USING fts5(text, tokenize='{FTS_TOKENIZER}')")
+        conn.execute("CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, query, row)")
+        lengths = {i: sum(varints(size)) for i, size in conn.execute("SELECT id, sz FROM chunks_fts_docsize")}
+        average = sum(lengths.values()) / len(lengths)
+        paths = dict(conn.execute("SELECT id, path FROM chunks WHERE committed = 1").fetchall())
+        rankings = {}
+        for query_id, text in dataset.queries.items():
+            conn.execute("DELETE FROM temp.query")
+            conn.execute("INSERT INTO temp.query(text) VALUES (?)", (" ".join(query_words(text)),))
+            scores: dict[int, float] = defaultdict(float)
+            for (term,) in conn.execute("SELECT term FROM temp.query_terms").fetchall():
+                frequency: dict[int, float] = defaultdict(float)
+                for chunk, column, count in conn.execute(
+                    "SELECT doc, col, count(*) FROM temp.chunk_terms WHERE term = ? GROUP BY doc, col",
+                    (term,),
+                ):
+                    frequency[chunk] += COLUMN_WEIGHTS[column] * count
+                idf = math.log(1 + (len(lengths) - len(frequency) + 0.5) / (len(frequency) + 0.5))
+                for chunk, tf in frequency.items():
+                    norm = k1 * (1 - b + b * lengths[chunk] / average)
+                    scores[chunk] += idf * tf * (k1 + 1) / (tf + norm)
+            ranked = sorted(
+                (chunk for chunk in scores if chunk in paths), key=scores.__getitem__, reverse=True
+            )
+            rankings[query_id] = list(dict.fromkeys(paths[chunk] for chunk in ranked))[:DOC_DEPTH]
+    return rankings
+
+
+def varints(blob: bytes) -> Iterator[int]:
+    """SQLite's variable-length integers, as FTS5 stores each chunk's per-column token counts."""
+    value = 0
+    for byte in blob:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            yield value
+            value = 0
 
 
 def ours_whole_documents(dataset: BeirDataset) -> Rankings:
@@ -190,6 +243,7 @@ def main() -> None:
             rows |= {
                 "ours, whole documents": lambda d=dataset: ours_whole_documents(d),
                 "ours, repeated words": lambda d=dataset: ours(d, encoder, repeated=True),
+                "ours, Lucene's formula": lambda d=dataset: ours_lucene(d, encoder),
                 "bm25s, k1 1.2": lambda d=dataset: lucene(d, k1=1.2),
                 "bm25s, FTS5's IDF": lambda d=dataset: lucene(d, method="robertson"),
                 "bm25s, FTS5's words": lambda d=dataset: lucene(d, stemmer="porter", words=FTS5_WORDS),
@@ -200,7 +254,9 @@ def main() -> None:
         for ranker, rank in rows.items():
             ndcg = mean_metrics(dataset.qrels, rank())["ndcg@10"]
             reference = ndcg if reference is None else reference
-            table.add_row(name, shape, f"{len(dataset.corpus):,}", ranker, f"{ndcg:.4f}", f"{ndcg - reference:+.4f}")
+            table.add_row(
+                name, shape, f"{len(dataset.corpus):,}", ranker, f"{ndcg:.4f}", f"{ndcg - reference:+.4f}"
+            )
             console.print(f"{name:>15}  {ranker:<22} {ndcg:.4f}", highlight=False)
         table.add_section()
     console.print(table)
