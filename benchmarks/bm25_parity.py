@@ -60,6 +60,7 @@ FTS5_WORDS = r"(?u)\b\w+\b"
 COLUMN_WEIGHTS = {"text": 1.0, "heading": 0.5}
 Rankings = dict[str, list[str]]  # query id → doc ids, best first
 console = Console(width=120)
+progress = Console(stderr=True)  # each row as it is measured; the table goes to stdout
 
 
 def long_questions(dataset: BeirDataset) -> BeirDataset:
@@ -257,7 +258,7 @@ def main() -> None:
             table.add_row(
                 name, shape, f"{len(dataset.corpus):,}", ranker, f"{ndcg:.4f}", f"{ndcg - reference:+.4f}"
             )
-            console.print(f"{name:>15}  {ranker:<22} {ndcg:.4f}", highlight=False)
+            progress.print(f"{name:>15}  {ranker:<22} {ndcg:.4f}", highlight=False)
         table.add_section()
     console.print(table)
 
