@@ -13,7 +13,7 @@ With `--causes`, one row per difference between the two, each moved on its own (
 - `ours, whole documents`: one chunk per document, through the same `Store` and `bm25_ranking`;
 - `ours, repeated words`: each query word scored as often as the query says it (as Lucene sums), not once;
 - `ours, Lucene's formula`: Lucene's IDF and k1 1.5 over our chunks and FTS5's own tokens and statistics
-  (`fts5vocab`), every matching chunk scored: the best a re-rank of FTS5's candidates by that formula can do;
+  (`fts5vocab`), every matching chunk scored: what re-ranking all of FTS5's matches by that formula gives;
 - `bm25s, k1 1.2`: FTS5's k1 in bm25s;
 - `bm25s, FTS5's IDF`: log((N − n + 0.5)/(n + 0.5)), floored at 0 (bm25s "robertson"; FTS5 floors at 1e-6);
 - `bm25s, FTS5's words`: Porter's stemmer (FTS5's `porter`) and words of one character kept;
@@ -21,12 +21,17 @@ With `--causes`, one row per difference between the two, each moved on its own (
 
     python benchmarks/bm25_parity.py            # the four sets, ours vs bm25s
     python benchmarks/bm25_parity.py --causes   # plus one row per difference
+    python benchmarks/bm25_parity.py --sets "squad_train long"   # 45-word questions, 16k paragraphs
     python benchmarks/bm25_parity.py --data DIR --model MODEL --sets NAME ...   # other data or chunks
 """
 
 import argparse
 import dataclasses
+import gzip
+import hashlib
+import json
 import math
+import random
 import statistics
 import tempfile
 from collections import defaultdict
@@ -58,6 +63,7 @@ BM25S_WORDS = r"(?u)\b\w\w+\b"
 FTS5_WORDS = r"(?u)\b\w+\b"
 # Each FTS5 column's weight in our score (`BM25_SCORE`: the heading counts half).
 COLUMN_WEIGHTS = {"text": 1.0, "heading": 0.5}
+SETS = ["scifact test", "scifact train", "squad_dev", "squad_dev long"]
 Rankings = dict[str, list[str]]  # query id → doc ids, best first
 console = Console(width=120)
 progress = Console(stderr=True)  # each row as it is measured; the table goes to stdout
@@ -80,13 +86,44 @@ def long_questions(dataset: BeirDataset) -> BeirDataset:
     )
 
 
+def sampled(dataset: BeirDataset, count: int, seed: int = 0) -> BeirDataset:
+    """`count` of the set's queries, drawn at random (seeded), all its documents."""
+    query_ids = sorted(random.Random(seed).sample(sorted(dataset.queries), min(count, len(dataset.queries))))
+    return dataclasses.replace(
+        dataset,
+        queries={query_id: dataset.queries[query_id] for query_id in query_ids},
+        qrels={query_id: dataset.qrels[query_id] for query_id in query_ids},
+    )
+
+
+def squad_train_pairs(path: Path) -> BeirDataset:
+    """`train/squad_train_pairs.jsonl.gz` as a retrieval set: every paragraph in it (positive or negative)
+    a document, each question a query judged against its positive paragraph."""
+    ids: dict[str, str] = {}  # paragraph text → its doc id, in order of first appearance
+    queries, qrels = {}, {}
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            pair = json.loads(line)
+            for text in filter(None, (pair["positive"], pair.get("negative"))):
+                ids.setdefault(text, f"p{len(ids)}")
+            queries[f"q{number}"] = pair["query"]
+            qrels[f"q{number}"] = {ids[pair["positive"]]: 1}
+    corpus = {doc_id: text for text, doc_id in ids.items()}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()  # keys the cached eval index, as a corpus file's
+    return BeirDataset(path.parent / "squad_train_pairs", "train", corpus, queries, qrels, digest)
+
+
 def load_sets(data: Path, names: list[str]) -> dict[str, BeirDataset]:
-    """The named sets: `scifact test`, `scifact train`, `squad_dev`, `squad_dev long`."""
+    """The named sets (`SETS`, and `squad_train long`: 1,000 of `long_questions` over SQuAD train, longer
+    questions over a larger corpus than `squad_dev long`; train data, not in the default run)."""
     loaders: dict[str, Callable[[], BeirDataset]] = {
         "scifact test": lambda: load_beir(data / "scifact", "test"),
         "scifact train": lambda: load_beir(data / "scifact", "train"),
         "squad_dev": lambda: load_beir(data / "squad_dev", "dev"),
         "squad_dev long": lambda: long_questions(load_beir(data / "squad_dev", "dev")),
+        "squad_train long": lambda: sampled(
+            long_questions(squad_train_pairs(data / "train" / "squad_train_pairs.jsonl.gz")), 1000
+        ),
     }
     unknown = [name for name in names if name not in loaders]
     if unknown:
@@ -224,9 +261,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--model", default="default", help="whose tokenizer chunks the documents (ours)")
-    parser.add_argument(
-        "--sets", nargs="+", default=["scifact test", "scifact train", "squad_dev", "squad_dev long"]
-    )
+    parser.add_argument("--sets", nargs="+", default=SETS, help="also: squad_train long")
     parser.add_argument("--causes", action="store_true", help="also one row per difference, moved alone")
     args = parser.parse_args()
     if not args.data.is_dir():
