@@ -132,6 +132,11 @@ def check_model_available(spec: str) -> None:
     if name in REGISTRY:
         registered_source(name)
         return
+    from .published import is_published, resolve_chain  # imports adapters, which imports this module
+
+    if is_published(name):
+        resolve_chain(name)  # raises, naming the missing link
+        return
     path = Path(name).expanduser()
     if not (path.suffix == ".gguf" and path.is_file()) and not any(
         (path / marker).is_file() for marker in ("config.json", MODEL_CONFIG)
