@@ -1,4 +1,4 @@
-"""Build tiny random LLM2Vec models laid out like the published ones, and their vectors from the official library.
+"""Build tiny random LLM2Vec models laid out like the published ones, and the official library's vectors.
 
 Run ONCE, in a throwaway environment outside the repository (the official library pins old transformers):
 
@@ -7,8 +7,8 @@ Run ONCE, in a throwaway environment outside the repository (the official librar
     /tmp/llm2vec-env/bin/python scripts/make_llm2vec_reference.py tests/data/llm2vec
 
 It writes `OUT/hub/`, a Hugging Face hub cache (`models--ORG--NAME/refs/main` → `snapshots/<hash>/`) holding,
-for three base styles, a tiny base under the real base's name, an MNTP folder (config.json, tokenizer and a LoRA
-adapter, no weights, as McGill-NLP publishes them) and an adapter-only supervised folder on top; and
+for three base styles, a tiny base under the real base's name, an MNTP folder (config.json, tokenizer and a
+LoRA adapter, no weights, as McGill-NLP publishes them) and an adapter-only supervised folder on top; and
 `OUT/reference.json`, the vectors `llm2vec.LLM2Vec` gives for documents and for queries with an instruction.
 tests/test_published.py checks that l2v-search gives the same vectors.
 """
@@ -40,7 +40,7 @@ DOCUMENTS = [
 QUERIES = ["where do cats sleep?", "which animals run in the park", "markets"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-# name, architecture, tokenizer style, base hub name, MNTP hub name, llm2vec_config.json of the supervised folder
+# name, architecture, tokenizer style, base hub name, MNTP hub name, the supervised folder's llm2vec_config
 STYLES = [
     (
         "sheared-llama",
@@ -70,12 +70,18 @@ STYLES = [
 
 
 def build_tokenizer(style: str):
-    """A tiny BPE: sentencepiece-like (▁ word marks, <s> prepended) or Llama-3-like (byte level, chat tokens)."""
+    """A tiny BPE: sentencepiece-like (▁ word marks, <s> first) or Llama-3-like (byte level, chat tokens)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     if style == "llama3":
-        specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+        specials = [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ]
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
@@ -130,7 +136,9 @@ def save_adapter(model, folder: Path, base_name: str, seed: int):
     return peft_model.merge_and_unload()
 
 
-def build_style(hub: Path, index: int, arch: str, tokenizer_style: str, base_name: str, mntp_name: str, settings):
+def build_style(
+    hub: Path, index: int, arch: str, tokenizer_style: str, base_name: str, mntp_name: str, settings
+):
     import torch
     from transformers import AutoModel, LlamaConfig, MistralConfig
 

@@ -1,8 +1,9 @@
 """Trained model directories and PEFT LoRA adapters.
 
 A trained model is a directory holding `l2v-model.json` (base model spec, adapters in order, pooling, max
-length, query instruction, optional linear head after pooling, text format) and one sub-directory per adapter.
-Adapters are applied in order and each is merged before the next is loaded, as LLM2Vec does for MNTP then SimCSE.
+length, query instruction, optional linear head after pooling, text format) and one sub-directory per
+adapter. Adapters are applied in order and each is merged before the next is loaded, as LLM2Vec does for MNTP
+then SimCSE.
 A description may also point at a model made by the official llm2vec library kept anywhere (text_format
 "llm2vec"; see `published`): adapters may then be absolute paths, and base_model a chain of adapter folders.
 """
@@ -60,7 +61,9 @@ class ModelDirConfig:
                 f"{path} has format {config.format}; this l2v-search reads up to {MODEL_FORMAT}, upgrade it"
             )
         if config.text_format not in TEXT_FORMATS:
-            raise L2VError(f"{path}: text_format {config.text_format!r} is not one of {', '.join(TEXT_FORMATS)}")
+            raise L2VError(
+                f"{path}: text_format {config.text_format!r} is not one of {', '.join(TEXT_FORMATS)}"
+            )
         base = Path(config.base_model).expanduser()
         if not base.is_absolute() and (directory / base).exists():
             config.base_model = str((directory / base).resolve())

@@ -1,16 +1,16 @@
-"""Models made by the official `llm2vec` library (McGill-NLP/LLM2Vec-… and people's own runs), loaded as it does.
+"""Models made by the official `llm2vec` library (McGill-NLP/LLM2Vec-… and people's own), loaded as it does.
 
 Such a model is a chain of folders: the supervised adapter names the MNTP folder as its base
-(`adapter_config.json`'s `base_model_name_or_path`), the MNTP folder (config.json, tokenizer and a LoRA adapter,
-no weights) names the original base model. Each link is a folder or a Hugging Face name found in the local hub
-cache, offline, as `local_files_only` finds it. The adapters are merged in order onto the base.
+(`adapter_config.json`'s `base_model_name_or_path`), the MNTP folder (config.json, tokenizer and a LoRA
+adapter, no weights) names the original base model. Each link is a folder or a Hugging Face name found in the
+local hub cache, offline, as `local_files_only` finds it. The adapters are merged in order onto the base.
 
 The text handling is llm2vec 0.2.3's (`LLM2Vec.encode`): a query is `instruction.strip() + " " + text`
-tokenized as one string, and only the text's tokens are pooled; the library marks where the text starts with a
-separator, removes it, tokenizes the part after it alone and pools that many tokens from the end. Texts longer
-than `doc_max_length` tokens are cut by words first. For some chat models every text (documents too) is wrapped
-in the base's chat template, chosen by the base's Hugging Face name, and the template's closing tokens are pooled
-with the text.
+tokenized as one string, and only the text's tokens are pooled; the library marks where the text starts with
+a separator, removes it, tokenizes the part after it alone and pools that many tokens from the end. Texts
+longer than `doc_max_length` tokens are cut by words first. For some chat models every text (documents too)
+is wrapped in the base's chat template, chosen by the base's Hugging Face name, and the template's closing
+tokens are pooled with the text.
 """
 
 import json
@@ -27,7 +27,7 @@ LLM2VEC_CONFIG = "llm2vec_config.json"
 SEPARATOR = "!@#$%^&*()"  # llm2vec's marker between instruction and text
 MAX_CHAIN = 8  # adapters on adapters; more is a loop
 HUB_NAME = re.compile(r"[\w.-]+/[\w.-]+")
-# llm2vec's `prepare_for_tokenization`: (before, after) the stripped text, keyed by the base's Hugging Face name.
+# llm2vec's `prepare_for_tokenization`: (before, after) the stripped text, by the base's Hugging Face name.
 CHAT_WRAPS: dict[str, tuple[str, str]] = {
     "meta-llama/Meta-Llama-3-8B-Instruct": ("<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>"),
     "mistralai/Mistral-7B-Instruct-v0.2": ("[INST] ", " [/INST]"),
@@ -61,7 +61,7 @@ def hub_snapshot(name: str) -> Path | None:
 
 
 def is_published(spec: str) -> bool:
-    """Whether `spec` names an llm2vec model: a folder with a LoRA adapter, or a hub name (not a local path)."""
+    """Whether `spec` names an llm2vec model: a folder with a LoRA adapter, or a hub name (not a path)."""
     path = Path(spec).expanduser()
     if path.exists():
         return (path / ADAPTER_CONFIG).is_file()

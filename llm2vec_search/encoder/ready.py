@@ -30,7 +30,9 @@ READY_MARKER = "l2v-ready.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def ready_key(weights_dir: Path, identity: str, adapter_dirs: list[Path], dtype: torch.dtype = torch.float32) -> str:
+def ready_key(
+    weights_dir: Path, identity: str, adapter_dirs: list[Path], dtype: torch.dtype = torch.float32
+) -> str:
     """An entry name that changes with the base weights' files, the adapters' weights and settings, and the
     dtype the entry holds (float32 adds nothing, so that entries made before dtypes counted stay in use)."""
     head = [READY_FORMAT, identity] + ([str(dtype)] if dtype != torch.float32 else [])
