@@ -72,9 +72,8 @@ def _print_cached_llm2vec_models() -> None:
     if not rows:
         console.print(f"No LLM2Vec models in the Hugging Face cache {hub_cache()}.")
         return
-    table = Table(title=f"LLM2Vec models in the Hugging Face cache ({hub_cache()})")
-    for column in ("name (use as --model)", "complete", "what it is / what is missing"):
-        table.add_column(column)
+    # Plain lines, not a table: a name is copied into --model whole, never cut to the terminal's width.
+    console.print(f"LLM2Vec models in the Hugging Face cache {hub_cache()} (use the name as --model):")
     for row in rows:
-        table.add_row(row.name, "yes" if row.complete else "no", row.detail)
-    console.print(table)
+        state = row.detail if row.complete else f"incomplete: {row.detail}"
+        console.print(f"  {row.name}  ({state})", markup=False, highlight=False, soft_wrap=True)
