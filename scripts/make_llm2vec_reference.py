@@ -30,7 +30,7 @@ TRAINING_TEXT = [
     "[INST] what is vector search? [/INST]",
     "user\n\nWhich animals run in the park?",
 ] * 20
-# as llm2vec trained its supervised models on MS MARCO (dataset/E5Data.py: f"{instruction}; " + separator + query)
+# as llm2vec trained on MS MARCO (its dataset/E5Data.py: f"{instruction}; " + separator + query)
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query;"
 DOCUMENTS = [
     "The cat sat on the mat.",

@@ -203,8 +203,8 @@ class Encoder:
 
         Arguments left as None take the trained model directory's settings, else mean pooling, 512 tokens,
         bidirectional attention and no query instruction. `query_cache_size` as in `Encoder`. The weights are
-        loaded and the adapters merged in the dtype the model runs in (bf16 on most GPUs), so a big base never
-        needs a float32 copy.
+        loaded and the adapters merged in the dtype the model runs in (bf16 on most GPUs), on its device, so a
+        big base never needs a float32 copy, nor a copy in the machine's memory.
         """
         spec = str(model)
         config, model_dir = model_config(spec)
@@ -213,10 +213,9 @@ class Encoder:
         weights_dir, identity = resolve_weights(config.base_model)
         family = model_family(weights_dir / "config.json")
         torch_device, torch_dtype = pick_device(device, dtype, family)
-        network, tokenizer = load_ready(weights_dir, identity, adapter_dirs, torch_dtype)
+        network, tokenizer = load_ready(weights_dir, identity, adapter_dirs, torch_dtype, torch_device)
         use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
         set_bidirectional(network, use_bidirectional)
-        network.to(device=torch_device)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         final_pooling = pooling or config.pooling

@@ -36,8 +36,8 @@ CHAT_WRAPS: dict[str, tuple[str, str]] = {
     "Qwen/Qwen2-1.5B-Instruct": ("<|im_start|>user\n", "<|im_end|>"),
     "Qwen/Qwen2-7B-Instruct": ("<|im_start|>user\n", "<|im_end|>"),
 }
-# The query instruction the supervised McGill-NLP models were trained with for retrieval (MS MARCO in llm2vec's
-# dataset/E5Data.py, which joins it to the query as f"{instruction}; "); `query` and the server use it.
+# The query instruction the supervised McGill-NLP models were trained with for retrieval (MS MARCO in
+# llm2vec's dataset/E5Data.py, which joins it to the query as f"{instruction}; "); `query` uses it.
 RETRIEVAL_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query;"
 # llm2vec pooling modes this encoder reproduces, by our names
 POOLINGS = {"mean": "mean", "weighted_mean": "weighted_mean", "last_token": "last_token"}

@@ -48,19 +48,24 @@ def ready_key(
 
 
 def load_ready(
-    weights_dir: Path, identity: str, adapter_dirs: list[Path], dtype: torch.dtype = torch.float32
+    weights_dir: Path,
+    identity: str,
+    adapter_dirs: list[Path],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> tuple[nn.Module, Any]:
-    """(network in `dtype` with the adapters merged, tokenizer), from the cache entry for these weights,
-    adapters and dtype; an entry that is missing, incomplete or unreadable is built (again) from the base
-    weights."""
+    """(network in `dtype` on `device` with the adapters merged, tokenizer), from the cache entry for these
+    weights, adapters and dtype; an entry that is missing, incomplete or unreadable is built (again) from the
+    base weights. The weights go from their (memory-mapped) files straight to `device` in `dtype`: an 8B base
+    needs 16 GB of GPU memory in bf16 and no float32 or CPU copy on the way."""
     entry = cache_dir() / ready_key(weights_dir, identity, adapter_dirs, dtype)
     manifest = _manifest(entry)
     if manifest is not None:
         try:
-            return _load_entry(entry, manifest, dtype)
+            return _load_entry(entry, manifest, dtype, device)
         except Exception as exc:  # garbled files whose sizes still match: rebuild, never trust
             log.warning("ready model %s is unreadable (%s); building it again", entry, _first_line(exc))
-    network, tokenizer = merged_network(weights_dir, adapter_dirs, dtype)
+    network, tokenizer = merged_network(weights_dir, adapter_dirs, dtype, device)
     # Without adapters the base weights are used as they are; the entry holds only the tokenizer.
     external = None if adapter_dirs else weights_dir.resolve()
     write_cache_entry(
@@ -70,11 +75,13 @@ def load_ready(
 
 
 def merged_network(
-    weights_dir: Path, adapter_dirs: list[Path], dtype: torch.dtype = torch.float32
+    weights_dir: Path,
+    adapter_dirs: list[Path],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> tuple[nn.Module, Any]:
-    """The slow path: transformers' auto classes, then each adapter merged with PEFT, in `dtype`: an 8B base
-    in bf16 takes 16 GB where a float32 copy would take 32 (PEFT computes each LoRA delta in float32 on CPU
-    and adds it rounded once)."""
+    """The slow path: transformers' auto classes, then each adapter merged with PEFT, in `dtype` on `device`
+    (PEFT adds each LoRA delta to the weight in place; on CPU it computes the delta in float32)."""
     from transformers import AutoModel, AutoTokenizer
 
     from .adapters import apply_adapters
@@ -82,7 +89,7 @@ def merged_network(
     _quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(weights_dir)
-        network = AutoModel.from_pretrained(weights_dir, dtype=dtype)
+        network = AutoModel.from_pretrained(weights_dir, dtype=dtype, device_map=_on(device))
     except Exception as exc:  # OSError or a safetensors/tokenizers error: unreadable files
         raise L2VError(
             f"cannot read model weights in {weights_dir}: {_first_line(exc)} "
@@ -120,7 +127,9 @@ def _manifest(entry: Path) -> dict | None:
     return manifest
 
 
-def _load_entry(entry: Path, manifest: dict, dtype: torch.dtype) -> tuple[nn.Module, Any]:
+def _load_entry(
+    entry: Path, manifest: dict, dtype: torch.dtype, device: torch.device | str
+) -> tuple[nn.Module, Any]:
     from tokenizers import Tokenizer
 
     loaded: dict[str, Any] = {}
@@ -138,7 +147,7 @@ def _load_entry(entry: Path, manifest: dict, dtype: torch.dtype) -> tuple[nn.Mod
     _quiet_transformers()
     module, _, name = manifest["model_class"].rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
-    network = model_class.from_pretrained(manifest["weights"] or entry, dtype=dtype)
+    network = model_class.from_pretrained(manifest["weights"] or entry, dtype=dtype, device_map=_on(device))
     reader.join()
     if "error" in loaded:
         raise loaded["error"]
@@ -148,6 +157,11 @@ def _load_entry(entry: Path, manifest: dict, dtype: torch.dtype) -> tuple[nn.Mod
     tokenizer._tokenizer = loaded["backend"]
     tokenizer.__init__(**manifest["special_tokens"])
     return network, tokenizer
+
+
+def _on(device: torch.device | str) -> dict[str, str]:
+    """A device map that puts the whole model on `device` (one device: no accelerate hooks)."""
+    return {"": str(device)}
 
 
 def _quiet_transformers() -> None:
