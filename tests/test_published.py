@@ -213,3 +213,12 @@ def test_big_bases_load_and_merge_in_the_target_dtype():
     assert {p.dtype for p in encoder.model.parameters()} == {torch.bfloat16}
     queries = encoder.encode(REFERENCE["queries"], instruction=REFERENCE["instruction"])
     assert cosines(queries, reference(LLAMA3, "queries")).min() >= 0.99
+
+
+def test_long_texts_are_cut_by_words_as_llm2vec_cuts_them():
+    """The Sheared-LLaMA style model's llm2vec_config.json sets doc_max_length 16: the long document is cut
+    (its vector matches llm2vec's above), and the note says so with that length."""
+    encoder = Encoder.from_pretrained(SUPERVISED[0])
+    encoder.encode(REFERENCE["documents"])
+    assert encoder.text_tokens == 16
+    assert encoder.last_stats.truncated == 1

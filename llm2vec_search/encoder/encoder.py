@@ -239,6 +239,11 @@ class Encoder:
         )
 
     @property
+    def text_tokens(self) -> int:
+        """The most tokens of one text that are embedded (llm2vec's models first cut texts by words)."""
+        return min(self.max_length, self.text.doc_max_length) if self.text else self.max_length
+
+    @property
     def dim(self) -> int:
         if self.head is not None:
             return int(self.head.out_features)
@@ -323,7 +328,7 @@ class Encoder:
         stats.tokens = sum(len(item.ids) for item in items)
         if stats.truncated:
             log.warning(
-                "%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.max_length
+                "%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.text_tokens
             )
         order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
         output = np.zeros((len(items), self.dim), dtype=np.float32)
