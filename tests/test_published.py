@@ -222,3 +222,18 @@ def test_long_texts_are_cut_by_words_as_llm2vec_cuts_them():
     encoder.encode(REFERENCE["documents"])
     assert encoder.text_tokens == 16
     assert encoder.last_stats.truncated == 1
+
+
+def test_relative_folders_and_cache_paths_resolve_from_the_working_directory(tmp_path, monkeypatch):
+    """A relative HF_HUB_CACHE and a description whose base_model is a relative chain folder load the model
+    whole (the chain's folders are made absolute before the description's own are joined to its folder)."""
+    shutil.copytree(DATA / "hub", tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", "hub")
+    supervised = hub_snapshot(LLAMA3)
+    assert supervised is not None and supervised.is_absolute()
+    described = tmp_path / "described"
+    relative = supervised.relative_to(tmp_path)
+    ModelDirConfig(base_model=str(relative), text_format="llm2vec").save(described)
+    encoder = Encoder.from_pretrained(described)
+    assert cosines(encoder.encode(REFERENCE["documents"]), reference(LLAMA3, "documents")).min() >= MIN_COSINE

@@ -44,13 +44,14 @@ POOLINGS = {"mean": "mean", "weighted_mean": "weighted_mean", "last_token": "las
 
 
 def hub_cache() -> Path:
-    """Where Hugging Face keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    """Where Hugging Face keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub
+    (absolute: the folders found there are written into model descriptions and fingerprints)."""
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser().absolute()
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+        return Path(os.environ["HF_HOME"]).expanduser().absolute() / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "huggingface" / "hub"
+    return Path(xdg).absolute() / "huggingface" / "hub"
 
 
 def hub_snapshot(name: str) -> Path | None:
@@ -72,10 +73,10 @@ def is_published(spec: str) -> bool:
 
 
 def locate(name: str, named_by: str) -> Path:
-    """The folder `name` stands for: itself, or its snapshot in the hub cache."""
+    """The folder `name` stands for (absolute): itself, or its snapshot in the hub cache."""
     path = Path(name).expanduser()
     if path.is_dir():
-        return path
+        return path.absolute()
     snapshot = hub_snapshot(name) if HUB_NAME.fullmatch(name) else None
     if snapshot is None:
         raise L2VError(
