@@ -237,3 +237,12 @@ def test_relative_folders_and_cache_paths_resolve_from_the_working_directory(tmp
     ModelDirConfig(base_model=str(relative), text_format="llm2vec").save(described)
     encoder = Encoder.from_pretrained(described)
     assert cosines(encoder.encode(REFERENCE["documents"]), reference(LLAMA3, "documents")).min() >= MIN_COSINE
+
+
+def test_ray_workers_rebuild_the_text_handling():
+    """`index --ray` rebuilds the encoder on each worker from a payload: llm2vec's text handling goes too."""
+    from llm2vec_search.indexing.ray_embed import encoder_from_payload, model_payload
+
+    rebuilt = encoder_from_payload(model_payload(Encoder.from_pretrained(LLAMA3)), "cpu", "float32")
+    vectors = rebuilt.encode(REFERENCE["documents"])
+    assert cosines(vectors, reference(LLAMA3, "documents")).min() >= MIN_COSINE
