@@ -107,9 +107,8 @@ def model_config(spec: str) -> tuple[ModelDirConfig, Path | None]:
     elif is_model_dir(Path(spec).expanduser()):
         model_dir = Path(spec).expanduser()
     if model_dir is None:
-        if is_published(
-            spec
-        ):  # a hub name, or a folder holding an adapter, as the llm2vec library takes them
+        # a hub name, or a folder holding an adapter, as the llm2vec library takes them
+        if is_published(spec):
             return published_config(spec), None
         return ModelDirConfig(base_model=spec), None
     config = ModelDirConfig.load(model_dir)

@@ -1,7 +1,8 @@
 """Resolve a model spec to local weights, converting GGUF files once into a safetensors cache.
 
 Specs: a registered name (`models()` lists them), a path to a `.gguf` file, a Hugging Face model directory, or
-a trained l2v-search model directory (see `adapters.ModelDirConfig`). Nothing here touches the network.
+a trained l2v-search model directory (see `adapters.ModelDirConfig`); `published` resolves models made by the
+official llm2vec library to such a base and its adapters. Nothing here touches the network.
 """
 
 import errno
