@@ -246,3 +246,11 @@ def test_ray_workers_rebuild_the_text_handling():
     rebuilt = encoder_from_payload(model_payload(Encoder.from_pretrained(LLAMA3)), "cpu", "float32")
     vectors = rebuilt.encode(REFERENCE["documents"])
     assert cosines(vectors, reference(LLAMA3, "documents")).min() >= MIN_COSINE
+
+
+def test_a_moved_cache_keeps_the_fingerprint(tmp_path, monkeypatch):
+    """The base is known by hub name and revision, not by where the cache is: an index built before the
+    cache moved (another HF_HOME) still matches its model."""
+    before = model_fingerprint(LLAMA3)
+    copy_hub(tmp_path, monkeypatch)
+    assert model_fingerprint(LLAMA3) == before

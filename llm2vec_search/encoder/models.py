@@ -168,9 +168,19 @@ def weights_source(spec: str | os.PathLike[str]) -> GGUFSource | Path:
     )
 
 
+# A snapshot in a Hugging Face hub cache: models--ORG--NAME/snapshots/REVISION
+HUB_SNAPSHOT = re.compile(r"/models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<revision>[0-9a-f]{40})$")
+
+
 def weights_identity(source: GGUFSource | Path) -> str:
-    """The part of a model's fingerprint that stands for its base weights."""
-    return source.key if isinstance(source, GGUFSource) else f"hf:{source.resolve()}"
+    """The part of a model's fingerprint that stands for its base weights: a hub cache's snapshot by name
+    and revision (an index stays valid when the cache moves: another HF_HOME), other folders by path."""
+    if isinstance(source, GGUFSource):
+        return source.key
+    match = HUB_SNAPSHOT.search(source.absolute().as_posix())
+    if match:
+        return f"hub:{match['org']}/{match['name']}@{match['revision']}"
+    return f"hf:{source.resolve()}"
 
 
 def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
