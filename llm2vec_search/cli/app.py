@@ -39,5 +39,6 @@ ModelOption = typer.Option(
     "default",
     "--model",
     "-m",
-    help="Model spec: a name from `l2v-search models`, a .gguf file, or a model directory.",
+    help="Model spec: a name from `l2v-search models`, a .gguf file, a model directory, or an LLM2Vec "
+    "model's Hugging Face name (McGill-NLP/LLM2Vec-…, found in the local cache).",
 )

@@ -36,7 +36,7 @@ def embed(
     vectors = encoder.encode(texts, instruction=instruction)
     if encoder.last_stats.truncated:
         err_console.print(
-            f"note: {encoder.last_stats.truncated} text(s) truncated to {encoder.max_length} tokens"
+            f"note: {encoder.last_stats.truncated} text(s) truncated to {encoder.text_tokens} tokens"
         )
     if as_json:
         rows = [

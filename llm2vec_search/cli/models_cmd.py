@@ -56,7 +56,24 @@ def models(
             row.hint,
         )
     console.print(table)
+    _print_cached_llm2vec_models()
     console.print(
-        "Also accepted: a path to a .gguf file, a Hugging Face model directory, a trained model directory."
+        "Also accepted: a path to a .gguf file, a Hugging Face model directory, a trained model directory, "
+        "an llm2vec model's folder or Hugging Face name (McGill-NLP/LLM2Vec-…)."
     )
     console.print("`l2v-search models --card`: how the default was trained and how it scores.")
+
+
+def _print_cached_llm2vec_models() -> None:
+    """The llm2vec models (adapter chains) the local Hugging Face cache holds, usable as `--model NAME`."""
+    from ..encoder.published import cached_models, hub_cache
+
+    rows = cached_models()
+    if not rows:
+        console.print(f"No LLM2Vec models in the Hugging Face cache {hub_cache()}.")
+        return
+    # Plain lines, not a table: a name is copied into --model whole, never cut to the terminal's width.
+    console.print(f"LLM2Vec models in the Hugging Face cache {hub_cache()} (use the name as --model):")
+    for row in rows:
+        state = row.detail if row.complete else f"incomplete: {row.detail}"
+        console.print(f"  {row.name}  ({state})", markup=False, highlight=False, soft_wrap=True)

@@ -1,8 +1,11 @@
 """Trained model directories and PEFT LoRA adapters.
 
 A trained model is a directory holding `l2v-model.json` (base model spec, adapters in order, pooling, max
-length, query instruction, optional linear head after pooling) and one sub-directory per adapter. Adapters
-are applied in order and each is merged before the next is loaded, as LLM2Vec does for MNTP then SimCSE.
+length, query instruction, optional linear head after pooling, text format) and one sub-directory per
+adapter. Adapters are applied in order and each is merged before the next is loaded, as LLM2Vec does for MNTP
+then SimCSE.
+A description may also point at a model made by the official llm2vec library kept anywhere (text_format
+"llm2vec"; see `published`): adapters may then be absolute paths, and base_model a chain of adapter folders.
 """
 
 import json
@@ -17,7 +20,8 @@ from torch import nn
 from ..errors import L2VError
 from .models import MODEL_CONFIG
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: text_format, base_name and doc_max_length
+TEXT_FORMATS = ("l2v", "llm2vec")
 
 
 @dataclass
@@ -31,6 +35,13 @@ class ModelDirConfig:
     # A linear layer applied to the pooled vector (a distilled model's projection to its teacher's space):
     # a safetensors file with `weight` (out, in) and `bias`, relative to the model directory.
     head: str | None = None
+    # How texts become tokens: "l2v" (ours: instruction and text tokenized apart) or "llm2vec" (the official
+    # library's, for its models: see `published`). Vectors of one do not match the other's.
+    text_format: str = "l2v"
+    # llm2vec only: the base's Hugging Face name, which chooses the chat wrapping (e.g.
+    # "meta-llama/Meta-Llama-3-8B-Instruct"), and the length in tokens texts are cut to by words.
+    base_name: str | None = None
+    doc_max_length: int = 400
     format: int = MODEL_FORMAT
 
     def save(self, directory: Path) -> None:
@@ -48,6 +59,10 @@ class ModelDirConfig:
         if config.format > MODEL_FORMAT:
             raise L2VError(
                 f"{path} has format {config.format}; this l2v-search reads up to {MODEL_FORMAT}, upgrade it"
+            )
+        if config.text_format not in TEXT_FORMATS:
+            raise L2VError(
+                f"{path}: text_format {config.text_format!r} is not one of {', '.join(TEXT_FORMATS)}"
             )
         base = Path(config.base_model).expanduser()
         if not base.is_absolute() and (directory / base).exists():

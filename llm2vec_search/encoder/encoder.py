@@ -17,6 +17,7 @@ from .adapters import ModelDirConfig, is_model_dir, load_head
 from .bidirectional import attention_masks, set_bidirectional
 from .models import DEFAULT_BASE, model_family, resolve_weights, weights_identity, weights_source
 from .pooling import POOLING_MODES, pool
+from .published import LLM2VecText, is_published, published_config, text_handling, with_chain
 from .ready import load_ready
 
 log = logging.getLogger(__name__)
@@ -106,18 +107,31 @@ def model_config(spec: str) -> tuple[ModelDirConfig, Path | None]:
     elif is_model_dir(Path(spec).expanduser()):
         model_dir = Path(spec).expanduser()
     if model_dir is None:
+        # a hub name, or a folder holding an adapter, as the llm2vec library takes them
+        if is_published(spec):
+            return published_config(spec), None
         return ModelDirConfig(base_model=spec), None
-    return ModelDirConfig.load(model_dir), model_dir
+    config = ModelDirConfig.load(model_dir)
+    if config.text_format == "llm2vec":
+        config = with_chain(config, model_dir)
+    return config, model_dir
+
+
+def adapter_paths(config: ModelDirConfig, model_dir: Path | None) -> list[Path]:
+    """The description's adapters as paths: relative to its directory, or as given (absolute)."""
+    return [model_dir / name if model_dir else Path(name) for name in config.adapters]
 
 
 def model_fingerprint(spec: str | Path = "default") -> str:
     """The fingerprint `Encoder.from_pretrained(spec)` gives, without loading or converting any weights (so
     `doctor` can tell in a moment whether an index still matches its model)."""
     config, model_dir = model_config(str(spec))
-    adapter_dirs = [model_dir / name for name in config.adapters] if model_dir else []
     identity = weights_identity(weights_source(config.base_model))
     head = model_dir / config.head if model_dir and config.head else None
-    return _fingerprint(identity, adapter_dirs, config.pooling, config.bidirectional, head)
+    text = text_handling(config)
+    return _fingerprint(
+        identity, adapter_paths(config, model_dir), config.pooling, config.bidirectional, head, text
+    )
 
 
 class Encoder:
@@ -140,6 +154,7 @@ class Encoder:
         fingerprint: str = "",
         query_cache_size: int = QUERY_CACHE_SIZE,
         head: nn.Linear | None = None,
+        text: LLM2VecText | None = None,
     ) -> None:
         if pooling not in POOLING_MODES:
             raise L2VError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
@@ -153,6 +168,7 @@ class Encoder:
         self.query_instruction = query_instruction
         self.name = name
         self.fingerprint = fingerprint or "unknown"
+        self.text = text  # None: our own text handling; else the official llm2vec library's
         self.last_stats = EncodeStats()
         self._prefix, self._suffix = _special_tokens_around_text(tokenizer)
         if pooling == "last_token":
@@ -161,6 +177,8 @@ class Encoder:
                 raise L2VError("last_token pooling needs a tokenizer with an EOS token")
             if not self._suffix or self._suffix[-1] != eos:
                 self._suffix = [*self._suffix, eos]
+        if text is not None and pooling == "bos":
+            raise L2VError("bos pooling is not available with the llm2vec library's text handling")
         if pooling == "bos" and not self._prefix:
             raise L2VError("bos pooling needs a tokenizer that adds a BOS token")
         self._instruction_ids: dict[str, list[int]] = {}
@@ -183,25 +201,26 @@ class Encoder:
         """Load a model spec (see `l2v-search models`), apply adapters, and switch on bidirectional attention.
 
         Arguments left as None take the trained model directory's settings, else mean pooling, 512 tokens,
-        bidirectional attention and no query instruction. `query_cache_size` as in `Encoder`.
+        bidirectional attention and no query instruction. `query_cache_size` as in `Encoder`. The weights are
+        loaded and the adapters merged in the dtype the model runs in (bf16 on most GPUs), on its device, so a
+        big base never needs a float32 copy, nor a copy in the machine's memory.
         """
         spec = str(model)
         config, model_dir = model_config(spec)
-        adapter_dirs = [model_dir / name for name in config.adapters] if model_dir else []
-        adapter_dirs += [Path(a).expanduser() for a in adapters or []]
+        adapter_dirs = adapter_paths(config, model_dir) + [Path(a).expanduser() for a in adapters or []]
 
         weights_dir, identity = resolve_weights(config.base_model)
         family = model_family(weights_dir / "config.json")
         torch_device, torch_dtype = pick_device(device, dtype, family)
-        network, tokenizer = load_ready(weights_dir, identity, adapter_dirs)
+        network, tokenizer = load_ready(weights_dir, identity, adapter_dirs, torch_dtype, torch_device)
         use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
         set_bidirectional(network, use_bidirectional)
-        network.to(device=torch_device, dtype=torch_dtype)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         final_pooling = pooling or config.pooling
         head_path = model_dir / config.head if model_dir and config.head else None
-        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional, head_path)
+        text = text_handling(config)
+        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional, head_path, text)
         name = str(model_dir) if model_dir and model_dir != SHIPPED_DEFAULT else spec
         return cls(
             network,
@@ -215,7 +234,13 @@ class Encoder:
             fingerprint=fingerprint,
             query_cache_size=query_cache_size,
             head=load_head(head_path) if head_path else None,
+            text=text,
         )
+
+    @property
+    def text_tokens(self) -> int:
+        """The most tokens of one text that are embedded (llm2vec's models first cut texts by words)."""
+        return min(self.max_length, self.text.doc_max_length) if self.text else self.max_length
 
     @property
     def dim(self) -> int:
@@ -230,6 +255,11 @@ class Encoder:
     def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> list[Tokenized]:
         """Token ids per text ([specials] + instruction + text + [specials]) and the positions to pool."""
         validate_texts(texts)
+        if self.text is not None:
+            rows = self.text.tokenize(
+                self.tokenizer, self.max_length, list(texts), instruction, self.pooling == "last_token"
+            )
+            return [Tokenized(ids, positions, truncated) for ids, positions, truncated in rows]
         instruction_ids = self._instruction_tokens(instruction)
         budget = self.max_length - len(self._prefix) - len(instruction_ids) - len(self._suffix)
         if budget < 1:
@@ -297,7 +327,7 @@ class Encoder:
         stats.tokens = sum(len(item.ids) for item in items)
         if stats.truncated:
             log.warning(
-                "%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.max_length
+                "%d of %d texts were truncated to %d tokens", stats.truncated, len(texts), self.text_tokens
             )
         order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
         output = np.zeros((len(items), self.dim), dtype=np.float32)
@@ -387,10 +417,17 @@ def _special_tokens_around_text(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def _fingerprint(
-    identity: str, adapter_dirs: list[Path], pooling: str, bidirectional: bool, head: Path | None = None
+    identity: str,
+    adapter_dirs: list[Path],
+    pooling: str,
+    bidirectional: bool,
+    head: Path | None = None,
+    text: LLM2VecText | None = None,
 ) -> str:
-    """A short hash of all that changes document vectors: weights, adapters, pooling, attention, head."""
-    digest = hashlib.sha256(json.dumps([identity, pooling, bidirectional]).encode())
+    """A short hash of all that changes document vectors: weights, adapters, pooling, attention, head, and
+    the text handling (ours adds nothing, so that indexes made before llm2vec's existed keep theirs)."""
+    parts: list = [identity, pooling, bidirectional] + ([text.identity] if text else [])
+    digest = hashlib.sha256(json.dumps(parts).encode())
     for directory in adapter_dirs:
         for path in sorted(directory.glob("adapter_model.*")):
             digest.update(path.read_bytes())

@@ -1,7 +1,8 @@
 """Resolve a model spec to local weights, converting GGUF files once into a safetensors cache.
 
 Specs: a registered name (`models()` lists them), a path to a `.gguf` file, a Hugging Face model directory, or
-a trained l2v-search model directory (see `adapters.ModelDirConfig`). Nothing here touches the network.
+a trained l2v-search model directory (see `adapters.ModelDirConfig`); `published` resolves models made by the
+official llm2vec library to such a base and its adapters. Nothing here touches the network.
 """
 
 import errno
@@ -132,6 +133,11 @@ def check_model_available(spec: str) -> None:
     if name in REGISTRY:
         registered_source(name)
         return
+    from .published import is_published, resolve_chain  # imports adapters, which imports this module
+
+    if is_published(name):
+        resolve_chain(name)  # raises, naming the missing link
+        return
     path = Path(name).expanduser()
     if not (path.suffix == ".gguf" and path.is_file()) and not any(
         (path / marker).is_file() for marker in ("config.json", MODEL_CONFIG)
@@ -162,9 +168,19 @@ def weights_source(spec: str | os.PathLike[str]) -> GGUFSource | Path:
     )
 
 
+# A snapshot in a Hugging Face hub cache: models--ORG--NAME/snapshots/REVISION
+HUB_SNAPSHOT = re.compile(r"/models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<revision>[0-9a-f]{40})$")
+
+
 def weights_identity(source: GGUFSource | Path) -> str:
-    """The part of a model's fingerprint that stands for its base weights."""
-    return source.key if isinstance(source, GGUFSource) else f"hf:{source.resolve()}"
+    """The part of a model's fingerprint that stands for its base weights: a hub cache's snapshot by name
+    and revision (an index stays valid when the cache moves: another HF_HOME), other folders by path."""
+    if isinstance(source, GGUFSource):
+        return source.key
+    match = HUB_SNAPSHOT.search(source.absolute().as_posix())
+    if match:
+        return f"hub:{match['org']}/{match['name']}@{match['revision']}"
+    return f"hf:{source.resolve()}"
 
 
 def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import L2VError
@@ -29,9 +30,13 @@ READY_MARKER = "l2v-ready.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def ready_key(weights_dir: Path, identity: str, adapter_dirs: list[Path]) -> str:
-    """An entry name that changes with the base weights' files and the adapters' weights and settings."""
-    digest = hashlib.sha256(json.dumps([READY_FORMAT, identity]).encode())
+def ready_key(
+    weights_dir: Path, identity: str, adapter_dirs: list[Path], dtype: torch.dtype = torch.float32
+) -> str:
+    """An entry name that changes with the base weights' files, the adapters' weights and settings, and the
+    dtype the entry holds (float32 adds nothing, so that entries made before dtypes counted stay in use)."""
+    head = [READY_FORMAT, identity] + ([str(dtype)] if dtype != torch.float32 else [])
+    digest = hashlib.sha256(json.dumps(head).encode())
     for path in sorted(weights_dir.glob("*.safetensors")) + sorted(weights_dir.glob("*.bin")):
         stat = path.stat()
         digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -42,17 +47,25 @@ def ready_key(weights_dir: Path, identity: str, adapter_dirs: list[Path]) -> str
     return "ready-" + digest.hexdigest()[:16]
 
 
-def load_ready(weights_dir: Path, identity: str, adapter_dirs: list[Path]) -> tuple[nn.Module, Any]:
-    """(fp32 network with the adapters merged, tokenizer), from the cache entry for these weights and
-    adapters; an entry that is missing, incomplete or unreadable is built (again) from the base weights."""
-    entry = cache_dir() / ready_key(weights_dir, identity, adapter_dirs)
+def load_ready(
+    weights_dir: Path,
+    identity: str,
+    adapter_dirs: list[Path],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, Any]:
+    """(network in `dtype` on `device` with the adapters merged, tokenizer), from the cache entry for these
+    weights, adapters and dtype; an entry that is missing, incomplete or unreadable is built (again) from the
+    base weights. The weights go from their (memory-mapped) files straight to `device` in `dtype`: an 8B base
+    needs 16 GB of GPU memory in bf16 and no float32 or CPU copy on the way."""
+    entry = cache_dir() / ready_key(weights_dir, identity, adapter_dirs, dtype)
     manifest = _manifest(entry)
     if manifest is not None:
         try:
-            return _load_entry(entry, manifest)
+            return _load_entry(entry, manifest, dtype, device)
         except Exception as exc:  # garbled files whose sizes still match: rebuild, never trust
             log.warning("ready model %s is unreadable (%s); building it again", entry, _first_line(exc))
-    network, tokenizer = merged_network(weights_dir, adapter_dirs)
+    network, tokenizer = merged_network(weights_dir, adapter_dirs, dtype, device)
     # Without adapters the base weights are used as they are; the entry holds only the tokenizer.
     external = None if adapter_dirs else weights_dir.resolve()
     write_cache_entry(
@@ -61,10 +74,14 @@ def load_ready(weights_dir: Path, identity: str, adapter_dirs: list[Path]) -> tu
     return network, tokenizer
 
 
-def merged_network(weights_dir: Path, adapter_dirs: list[Path]) -> tuple[nn.Module, Any]:
-    """The slow path: transformers' auto classes, then each adapter merged with PEFT (in fp32, so that the
-    merged weights lose nothing)."""
-    import torch
+def merged_network(
+    weights_dir: Path,
+    adapter_dirs: list[Path],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, Any]:
+    """The slow path: transformers' auto classes, then each adapter merged with PEFT, in `dtype` on `device`
+    (PEFT adds each LoRA delta to the weight in place; on CPU it computes the delta in float32)."""
     from transformers import AutoModel, AutoTokenizer
 
     from .adapters import apply_adapters
@@ -72,7 +89,7 @@ def merged_network(weights_dir: Path, adapter_dirs: list[Path]) -> tuple[nn.Modu
     _quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(weights_dir)
-        network = AutoModel.from_pretrained(weights_dir, dtype=torch.float32)
+        network = AutoModel.from_pretrained(weights_dir, dtype=dtype, device_map=_on(device))
     except Exception as exc:  # OSError or a safetensors/tokenizers error: unreadable files
         raise L2VError(
             f"cannot read model weights in {weights_dir}: {_first_line(exc)} "
@@ -110,7 +127,9 @@ def _manifest(entry: Path) -> dict | None:
     return manifest
 
 
-def _load_entry(entry: Path, manifest: dict) -> tuple[nn.Module, Any]:
+def _load_entry(
+    entry: Path, manifest: dict, dtype: torch.dtype, device: torch.device | str
+) -> tuple[nn.Module, Any]:
     from tokenizers import Tokenizer
 
     loaded: dict[str, Any] = {}
@@ -123,13 +142,12 @@ def _load_entry(entry: Path, manifest: dict) -> tuple[nn.Module, Any]:
 
     reader = threading.Thread(target=read_tokenizer, daemon=True)
     reader.start()
-    import torch
     from transformers import PreTrainedTokenizerFast
 
     _quiet_transformers()
     module, _, name = manifest["model_class"].rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
-    network = model_class.from_pretrained(manifest["weights"] or entry, dtype=torch.float32)
+    network = model_class.from_pretrained(manifest["weights"] or entry, dtype=dtype, device_map=_on(device))
     reader.join()
     if "error" in loaded:
         raise loaded["error"]
@@ -139,6 +157,11 @@ def _load_entry(entry: Path, manifest: dict) -> tuple[nn.Module, Any]:
     tokenizer._tokenizer = loaded["backend"]
     tokenizer.__init__(**manifest["special_tokens"])
     return network, tokenizer
+
+
+def _on(device: torch.device | str) -> dict[str, str]:
+    """A device map that puts the whole model on `device` (one device: no accelerate hooks)."""
+    return {"": str(device)}
 
 
 def _quiet_transformers() -> None:

@@ -112,6 +112,7 @@ class ModelPayload:
     max_length: int
     name: str
     fingerprint: str
+    text: Any = None  # the llm2vec library's text handling, for its models (Encoder.text)
 
 
 def model_payload(encoder: "Encoder") -> ModelPayload:
@@ -130,6 +131,7 @@ def model_payload(encoder: "Encoder") -> ModelPayload:
         max_length=encoder.max_length,
         name=encoder.name,
         fingerprint=encoder.fingerprint,
+        text=encoder.text,
     )
 
 
@@ -151,6 +153,7 @@ def encoder_from_payload(payload: ModelPayload, device: str, dtype: str) -> "Enc
         max_length=payload.max_length,
         name=payload.name,
         fingerprint=payload.fingerprint,
+        text=payload.text,
     )
 
 
