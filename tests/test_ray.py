@@ -157,7 +157,9 @@ def test_ray_user_errors_are_one_line(ray_head, corpus, tiny_model_dir, tmp_path
     model = ("--model", str(tiny_model_dir))
     assert_user_error(cli("index", str(corpus), "--ray-address", "no address", cwd=tmp_path), "--ray-address")
     assert_user_error(cli("index", str(corpus), "--ray-workers", "2", cwd=tmp_path), "needs --ray")
-    too_many = cli("index", str(corpus), *model, "--ray-address", ray_head, "--ray-workers", "3", cwd=tmp_path)
+    too_many = cli(
+        "index", str(corpus), *model, "--ray-address", ray_head, "--ray-workers", "3", cwd=tmp_path
+    )
     assert_user_error(too_many, "the Ray cluster has 2")
     unreachable = cli("index", str(corpus), *model, "--ray-address", f"127.0.0.1:{free_port()}", cwd=tmp_path)
     assert_user_error(unreachable, "cannot start or reach Ray")

@@ -73,13 +73,13 @@ def index_command(
     ray_flag: bool = typer.Option(
         False,
         "--ray",
-        help="Embed on a local Ray instance (needs the ray extra); --device/--dtype then apply to its workers.",
+        help="Embed on a local Ray instance (needs the ray extra); --device/--dtype apply to its workers.",
     ),
     ray_address: str | None = typer.Option(
         None,
         "--ray-address",
         metavar="ADDRESS",
-        help="Embed on the Ray cluster at ADDRESS instead (auto, ray://HOST:PORT or HOST:PORT); implies --ray.",
+        help="Embed on the Ray cluster at ADDRESS (auto, ray://HOST:PORT or HOST:PORT); implies --ray.",
     ),
     ray_workers: int | None = typer.Option(
         None, "--ray-workers", help="With --ray: encoder actors (default: one per GPU, else one per 4 CPUs)."
