@@ -97,6 +97,16 @@ def test_user_errors_are_one_line_exit_2(workdir, tiny_model_dir):
     )
 
 
+def test_ray_options_parse_as_the_readme_writes_them(workdir):
+    """`index DIR --ray` (a bare flag, last) parses; what then fails is the user's input, in one line. (The
+    embedding itself, local instance and cluster, is test_ray.py's.)"""
+    assert_user_error(run_cli("index", "missing-dir", "--ray", cwd=workdir), "path not found")
+    bad = run_cli("index", "corpus", "--ray-address", "no address", cwd=workdir)
+    assert_user_error(bad, "--ray-address 'no address' is not one of")
+    assert_user_error(run_cli("index", "corpus", "--ray-workers", "2", cwd=workdir), "needs --ray")
+    assert not (workdir / "indexes").exists()
+
+
 def test_changed_chunking_needs_rebuild(workdir, tiny_model_dir):
     assert (
         run_cli("index", "corpus", "--name", "c", "--model", str(tiny_model_dir), cwd=workdir).returncode == 0

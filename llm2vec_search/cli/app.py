@@ -4,7 +4,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..indexing.search import DEFAULT_DENSE_WEIGHT
+from ..indexing.options import DEFAULT_DENSE_WEIGHT, SearchOptions
 
 app = typer.Typer(
     name="l2v-search",
@@ -26,7 +26,7 @@ def print_error(message: object, label: str = "error") -> None:
 DenseWeightOption = typer.Option(
     DEFAULT_DENSE_WEIGHT,
     "--dense-weight",
-    help="Hybrid: weight of the dense scores against BM25's 1, each scaled to [0, 1] over its list.",
+    help=SearchOptions.__dataclass_fields__["dense_weight"].metadata["description"],
 )
 DeviceOption = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda or cuda:N.")
 DtypeOption = typer.Option(

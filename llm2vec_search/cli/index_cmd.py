@@ -73,14 +73,16 @@ def index_command(
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
-    ray: str | None = typer.Option(
-        None,
+    ray_flag: bool = typer.Option(
+        False,
         "--ray",
-        is_flag=False,
-        flag_value="local",
-        metavar="[ADDRESS]",
-        help="Embed on Ray (needs the ray extra): alone, a local instance; or join the cluster at ADDRESS "
-        "(auto, ray://HOST:PORT or HOST:PORT). --device/--dtype then apply to the Ray workers.",
+        help="Embed on a local Ray instance (needs the ray extra); --device/--dtype apply to its workers.",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Embed on the Ray cluster at ADDRESS (auto, ray://HOST:PORT or HOST:PORT); implies --ray.",
     ),
     ray_workers: int | None = typer.Option(
         None, "--ray-workers", help="With --ray: encoder actors (default: one per GPU, else one per 4 CPUs)."
@@ -101,15 +103,16 @@ def index_command(
 ) -> None:
     """Index PATHS into an index (created if needed); reruns only embed new and changed files."""
     from ..indexing import Index
-    from ..indexing.ray_embed import check_address, import_ray, ray_embedder
+    from ..indexing.ray_embed import LOCAL, check_address, import_ray, ray_embedder
 
     for path in paths:  # checked before the model loads, which takes seconds
         if not path.exists():
             raise L2VError(f"path not found: {path}")
+    # An optional-value option (`--ray [ADDRESS]`) does not parse as the last option in click, hence two.
+    ray = check_address(ray_address) if ray_address is not None else LOCAL if ray_flag else None
     if ray_workers is not None and ray is None:
-        raise L2VError("--ray-workers needs --ray")
+        raise L2VError("--ray-workers needs --ray or --ray-address")
     if ray is not None:
-        check_address(ray)
         import_ray()
     with Index.open(
         name,

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from ..errors import L2VError
-from ..indexing.search import DEFAULT_MODE, check_query
+from ..indexing.options import DEFAULT_MODE, SearchOptions, check_text
 from .app import DenseWeightOption, DeviceOption, DtypeOption, app, err_console
 from .index_cmd import IndexDirOption, NameOption
 
@@ -32,7 +32,9 @@ def query_command(
     dtype: str = DtypeOption,
 ) -> None:
     """Search an index. Exit code 0 when something was found, 1 when nothing was, 2 on an error."""
-    check_query(mode, k, text)
+    options = SearchOptions(k=k, mode=mode, path_glob=path, dense_weight=dense_weight)
+    if text is not None:
+        check_text(text)
     if as_json and as_jsonl:
         raise L2VError("choose one of --json and --jsonl")
     if (as_json or as_jsonl) and (interactive or text is None):
@@ -43,15 +45,13 @@ def query_command(
         if interactive or text is None:
             from .interactive import SearchSession
 
-            SearchSession(index, k=k, mode=mode, path_glob=path, dense_weight=dense_weight).run(
-                first_query=text
-            )
+            SearchSession(index, options).run(first_query=text)
             return
-        hits = index.search(text, k=k, mode=mode, path_glob=path, dense_weight=dense_weight)
+        hits = index.search(text, options)
     if as_json or as_jsonl:
         from .render import hits_json, hits_jsonl
 
-        output = hits_json(text, mode, k, path, hits) if as_json else hits_jsonl(hits)
+        output = hits_json(text, options, hits) if as_json else hits_jsonl(hits)
         if output:
             print(output)
     else:

@@ -35,7 +35,8 @@ from .location import (
     swap_in,
     take_lock,
 )
-from .search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, Hit, check_dense_weight, check_query, rank_queries
+from .options import SearchOptions, check_text
+from .search import Hit, rank_queries
 from .settings import (
     IndexSettings,
     IndexStatus,
@@ -275,43 +276,30 @@ class Index:
 
     # searching
     def search(
-        self,
-        text: str,
-        k: int = 10,
-        mode: str = DEFAULT_MODE,
-        path_glob: str | None = None,
-        query_vector: np.ndarray | None = None,
-        dense_weight: float = DEFAULT_DENSE_WEIGHT,
+        self, text: str, options: SearchOptions = SearchOptions(), query_vector: np.ndarray | None = None
     ) -> list[Hit]:
         """`search_many` for one text (and its vector, when embedded elsewhere)."""
         vectors = None if query_vector is None else np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        return self.search_many(
-            [text], k=k, mode=mode, path_glob=path_glob, query_vectors=vectors, dense_weight=dense_weight
-        )[0]
+        return self.search_many([text], options, query_vectors=vectors)[0]
 
     def search_many(
         self,
         texts: Sequence[str],
-        k: int = 10,
-        mode: str = DEFAULT_MODE,
-        path_glob: str | None = None,
+        options: SearchOptions = SearchOptions(),
         query_vectors: np.ndarray | None = None,
-        dense_weight: float = DEFAULT_DENSE_WEIGHT,
     ) -> list[list[Hit]]:
-        """The one way to search: `mode` ("bm25", "dense" or "hybrid") for each text, best `k` hits each,
-        only in files matching `path_glob`. Dense and hybrid queries are embedded in one batch, with the
-        query instruction, unless `query_vectors` (one row per text, embedded elsewhere) are given.
-        `dense_weight`: the dense list's weight against BM25's 1 in hybrid fusion."""
+        """The one way to search: the best `options.k` hits for each text, under `options` (mode, path
+        filter, hybrid weight). Dense and hybrid queries are embedded in one batch, with the query
+        instruction, unless `query_vectors` (one row per text, embedded elsewhere) are given."""
         for text in texts:
-            check_query(mode, k, text)
-        check_dense_weight(dense_weight)
+            check_text(text)
         self.refresh()
         vectors = None
-        if mode != "bm25":  # BM25 needs only SQLite
+        if options.mode != "bm25":  # BM25 needs only SQLite
             vectors = self.vectors
             if query_vectors is None and vectors.count:
                 query_vectors = self.encoder.encode_queries(list(texts))
-        return rank_queries(self.store, vectors, texts, query_vectors, k, mode, path_glob, dense_weight)
+        return rank_queries(self.store, vectors, texts, query_vectors, options)
 
     # status
     def status(self) -> IndexStatus:

@@ -17,7 +17,7 @@ import anyio.to_thread
 import numpy as np
 
 from ..errors import L2VError
-from ..indexing.search import check_query
+from ..indexing.options import SearchOptions, check_text
 from .batching import Embedded, MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,7 @@ class ServedIndex:
         query: str,
         embedded_by: ServedModel | None,
         vector: np.ndarray | None,
-        k: int,
-        mode: str,
-        path_glob: str | None,
+        options: SearchOptions,
     ) -> list:
         """Search with a query vector that `embedded_by` made beforehand (both None for BM25)."""
         with self.lock:
@@ -76,7 +74,7 @@ class ServedIndex:
                 raise L2VError(
                     f"index '{self.name}' was just rebuilt with another model; send the search again"
                 )
-            return self.index.search(query, k, mode, path_glob, query_vector=vector)
+            return self.index.search(query, options, query_vector=vector)
 
     def fingerprint(self) -> str:
         """The fingerprint of the model the index on disk was built with (as last re-read)."""
@@ -180,18 +178,18 @@ class Backend:
         return model
 
     async def search(
-        self, query: str, k: int, mode: str, path_glob: str | None = None, index: str | None = None
+        self, query: str, options: SearchOptions, index: str | None = None
     ) -> tuple[ServedIndex, list]:
         """One search as both servers run it: the query is embedded in its model's batcher, shared with
         concurrent requests (BM25 needs no model), then the index is read in a worker thread. The query is
-        checked first, so a bad one is refused before any model is loaded."""
-        check_query(mode, k, query)
+        checked first (the options were when built), so a bad one is refused before any model loads."""
+        check_text(query)
         served = await anyio.to_thread.run_sync(self.index, index)
         model, vector = None, None
-        if mode != "bm25":
+        if options.mode != "bm25":
             model = await anyio.to_thread.run_sync(self.model_of, served)
             vector = (await model.embed([query], model.encoder.query_instruction)).vectors[0]
-        hits = await anyio.to_thread.run_sync(served.search, query, model, vector, k, mode, path_glob)
+        hits = await anyio.to_thread.run_sync(served.search, query, model, vector, options)
         return served, hits
 
     def _model_for(self, encoder) -> ServedModel:
