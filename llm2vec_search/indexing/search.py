@@ -81,6 +81,17 @@ class Hit:
         """The hit as every front end returns it (CLI JSON, HTTP, MCP): flat, the chunk's fields inline."""
         return {name: getattr(self, name) for name in HIT_FIELDS}
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Hit":
+        """The inverse of `to_dict`: a hit as a server returned it (a one-shot query answered by `serve`)."""
+        chunk = Chunk(
+            **{name: fields[name] for name in ("text", "start_char", "end_char", "start_line", "end_line")},
+            heading=fields["heading"],
+            id=fields["chunk_id"],
+            path=fields["path"],
+        )
+        return cls(fields["rank"], fields["score"], chunk, fields["dense_score"], fields["bm25_score"])
+
 
 def path_matcher(path_glob: str | None) -> Callable[[str], bool] | None:
     """fnmatch-style filter on a stored path; a glob without a leading "/" may match any tail of the path.
