@@ -54,7 +54,7 @@ from llm2vec_search.evaluation.retrieval import (
     rank_documents,
 )
 from llm2vec_search.indexing.chunking import Chunk
-from llm2vec_search.indexing.search import _WORD, bm25_ranking, english_stopwords, fts_query, query_words
+from llm2vec_search.indexing.search import bm25_ranking, fts_query, query_words
 from llm2vec_search.indexing.store import FTS_TOKENIZER, FileRecord, Store
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -138,16 +138,11 @@ def ours(dataset: BeirDataset, encoder: LexicalOnlyEncoder, repeated: bool = Fal
         if not repeated:
             return rank_documents(index, dataset.queries, "bm25")
         return {
-            query_id: best_documents(index.store.bm25(fts_query(all_words(text)), DOC_DEPTH * 4))
+            query_id: best_documents(
+                index.store.bm25(fts_query(query_words(text, distinct=False)), DOC_DEPTH * 4)
+            )
             for query_id, text in dataset.queries.items()
         }
-
-
-def all_words(text: str) -> list[str]:
-    """The query's lowercase words less stopwords, repeats kept (`query_words` keeps each once)."""
-    stopwords = english_stopwords()
-    words = [word.lower() for word in _WORD.findall(text)]
-    return [word for word in words if word not in stopwords] or words
 
 
 def best_documents(hits: list[tuple[Chunk, float]]) -> list[str]:
@@ -252,7 +247,7 @@ def lucene(
 
 
 def median_words(texts: list[str]) -> float:
-    return statistics.median(len(_WORD.findall(text)) for text in texts)
+    return statistics.median(len(query_words(text, frozenset(), distinct=False)) for text in texts)
 
 
 def main() -> None:

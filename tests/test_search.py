@@ -119,6 +119,12 @@ def test_query_words_drop_english_stopwords_unless_nothing_else_is_left():
     assert {"the", "of", "and", "is", "not"} <= english_stopwords()
 
 
+def test_query_words_count_each_word_once_unless_asked_for_repeats():
+    assert query_words("Dogs chase cats; do dogs like the cats?") == ["dogs", "chase", "cats", "do", "like"]
+    repeated = query_words("Dogs chase cats; do dogs like the cats?", distinct=False)
+    assert repeated == ["dogs", "chase", "cats", "do", "dogs", "like", "cats"]
+
+
 def test_match_budget_keeps_the_rarest_words_that_fit():
     counts = {"common": 90, "middle": 30, "rare": 2, "absent": 0}
 
