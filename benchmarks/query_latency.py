@@ -1,9 +1,10 @@
 """How long a query takes from the shell and warm, and what a first use costs (issue 23).
 
 Rows, each from this one run (run it on an idle machine; every process is fresh where it says so):
-- cold one-shot query: `l2v-search query TEXT` in a fresh process, the default (hybrid) mode and
+- cold one-shot query: `l2v-search query TEXT --no-server` in a fresh process, the default (hybrid) mode and
   `--mode bm25`, alternating, the median of `--runs` processes each, on an index of the first `--files`
-  files of sample_corpus/ (built first, through the CLI);
+  files of sample_corpus/ (built first, through the CLI); then the default mode again while `l2v-search
+  serve` runs on that index, which the query asks instead of loading the model;
 - model load: `Encoder.from_pretrained("default")` in a fresh process with the model's ready entry in the
   cache, the median of `--runs` (the call alone, and the whole process with its imports);
 - warm query embedding, query cache off: p50/p99 over `--queries` SciFact test claims, one at a time;
@@ -19,11 +20,15 @@ Rows, each from this one run (run it on an idle machine; every process is fresh 
 import argparse
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.table import Table
@@ -60,16 +65,45 @@ def python(code: str, env: dict | None = None) -> tuple[float, float, str]:
     return wall, cpu, done.stdout
 
 
+@contextmanager
+def running_serve(where: list[str]) -> Iterator[None]:
+    """`l2v-search serve` on the index, up (its model loaded) for the block."""
+    port = free_port()
+    command = [sys.executable, "-m", "llm2vec_search", "serve", *where, "--port", str(port)]
+    server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            assert server.poll() is None, "serve stopped"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def cold_rows(table: Table, runs: int, files: int) -> None:
     corpus = sorted((ROOT / "sample_corpus").glob("*.md"))[:files]
     with tempfile.TemporaryDirectory() as folder:
         where = ["--name", "bench", "--index-dir", folder]
         cli("index", *map(str, corpus), *where)
-        cli("query", QUERY, *where)  # the page cache warm, as for any query after the first
+        cli("query", QUERY, *where, "--no-server")  # the page cache warm, as for any query after the first
         times: dict[str, list[float]] = {"default mode (hybrid)": [], "--mode bm25": []}
         for _ in range(runs):
-            times["default mode (hybrid)"].append(cli("query", QUERY, *where))
-            times["--mode bm25"].append(cli("query", QUERY, "--mode", "bm25", *where))
+            times["default mode (hybrid)"].append(cli("query", QUERY, *where, "--no-server"))
+            times["--mode bm25"].append(cli("query", QUERY, "--mode", "bm25", *where, "--no-server"))
+        with running_serve(where):
+            cli("query", QUERY, *where)
+            times["default mode, a `serve` running"] = [cli("query", QUERY, *where) for _ in range(runs)]
     bm25 = statistics.median(times["--mode bm25"])
     for mode, samples in times.items():
         median = statistics.median(samples)

@@ -118,6 +118,12 @@ def _server() -> Iterator[Finding]:
     except L2VError:
         port = "in use (a server already running?)"
     yield Finding("serve", "address", f"http://{DEFAULT_HOST}:{DEFAULT_PORT} ({port})")
+    from ..serving import running_servers
+
+    for server in running_servers():
+        served = ", ".join(server.indexes.values())
+        use = "needs a key: one-shot queries search here" if server.needs_key else "one-shot queries ask it"
+        yield Finding("serve", f"running (pid {server.pid})", f"{server.url}: {served} ({use})")
     batch, limits = BatchSettings(), Limits()
     yield Finding("serve", "batching", f"up to {batch.max_batch} texts, {batch.wait_ms:g} ms wait")
     yield Finding(
