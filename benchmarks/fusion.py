@@ -19,6 +19,7 @@ from collections.abc import Callable
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.evaluation import load_beir, mean_metrics
 from llm2vec_search.evaluation.retrieval import build_eval_index, eval_chunking
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.search import FUSION_DEPTH, LOWEST_BM25, LOWEST_COSINE, Hit, convex_fusion
 
 RRF_K = 60
@@ -74,8 +75,8 @@ def main() -> None:
     index, embedded = build_eval_index(dataset, encoder, *eval_chunking(encoder.max_length))
     with index:
         vectors = encoder.encode_queries(texts)
-        dense = index.search_many(texts, k=FUSION_DEPTH, mode="dense", query_vectors=vectors)
-        bm25 = index.search_many(texts, k=FUSION_DEPTH, mode="bm25")
+        dense = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="dense"), query_vectors=vectors)
+        bm25 = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="bm25"))
     paths = {hit.chunk_id: hit.path for hits in dense + bm25 for hit in hits}
 
     def ndcg(rankings: list[list[str]]) -> float:

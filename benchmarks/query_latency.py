@@ -124,9 +124,10 @@ def ndcg_row(table: Table) -> None:
     from llm2vec_search.encoder import Encoder
     from llm2vec_search.evaluation.beir import load_beir
     from llm2vec_search.evaluation.retrieval import run_retrieval
+    from llm2vec_search.indexing.options import SearchOptions
 
     dataset = load_beir(ROOT.parent / "shared" / "data" / "squad_dev", "dev")
-    result = run_retrieval(dataset, Encoder.from_pretrained("default"), mode="dense")
+    result = run_retrieval(dataset, Encoder.from_pretrained("default"), SearchOptions(mode="dense"))
     table.add_row(
         "squad_dev dense nDCG@10", f"{result.queries} queries", f"{result.metrics['ndcg@10']:.4f}", ""
     )

@@ -2,7 +2,7 @@
 point is Ray's overhead (shipping the model, scheduling batches, streaming vectors back), not a speed-up.
 
 All runs index the same generated corpus into fresh indexes, in one process, one after the other, so their
-ratios hold even on a busy machine. Ray runs start a local instance (as `--ray` without an address does) with
+ratios hold even on a busy machine. Ray runs start a local instance (as a bare `--ray` does) with
 the CPUs the local run uses: `--ray-workers 1` gives one encoder all of them as torch threads, 2 gives each
 half. The default model is a random Gemma 3 as wide as the default (640) but with `--layers` layers, so that
 a run takes a minute on a CPU; `--model SPEC` measures a real one.
@@ -12,7 +12,7 @@ a run takes a minute on a CPU; `--model SPEC` measures a real one.
 
 On a GPU cluster, the same index is built from the head node (or any machine that reaches it) with:
 
-    l2v-search index /data/corpus --name big --ray auto --ray-workers 8 --device cuda
+    l2v-search index /data/corpus --name big --ray-address auto --ray-workers 8 --device cuda
 """
 
 import argparse

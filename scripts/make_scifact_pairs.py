@@ -22,6 +22,7 @@ from llm2vec_search.evaluation.retrieval import (
     eval_chunking,
     rank_documents,
 )
+from llm2vec_search.indexing.options import SearchOptions
 
 HARD_NEGATIVE_POOL = 3  # the negative is drawn from this many top non-relevant BM25 documents
 
@@ -37,7 +38,7 @@ def main() -> None:
     data = load_beir(args.scifact, split="train")
     encoder = LexicalOnlyEncoder(Encoder.from_pretrained("gemma3-270m", max_length=256))
     index, _ = build_eval_index(data, encoder, *eval_chunking(encoder.max_length))
-    ranked = rank_documents(index, data.queries, "bm25", depth=20)
+    ranked = rank_documents(index, data.queries, SearchOptions(mode="bm25"), depth=20)
     rng = random.Random(args.seed)
     rows = []
     for query_id, query in data.queries.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.options import SearchOptions
 
 FILE_COUNT = 400
 WORDS = [
@@ -113,7 +114,7 @@ def test_kill_9_at_several_points_then_rerun_matches_a_clean_build(setup):
         with Index.open("crash", root=root) as index:
             # What searches see is consistent: every committed chunk has its vector on disk.
             assert set(index.store.committed_chunk_ids()) <= set(index.vectors.ids().tolist())
-            index.search("river stone", mode="hybrid")
+            index.search("river stone", SearchOptions(mode="hybrid"))
     assert killed.count(True) >= 2, "the runs finished before they could be killed; grow FILE_COUNT"
     final = start_index(corpus, root, model)
     assert final.wait(timeout=120) == 0, final.stderr.read().decode()
@@ -143,14 +144,14 @@ def test_searching_while_another_process_indexes(setup):
             time.sleep(0.01)
         with Index.open("live", root=root) as index:
             while writer.poll() is None:
-                index.search("copper lantern", mode="hybrid", k=5)
-                index.search("harbor", mode="bm25", k=5)
+                index.search("copper lantern", SearchOptions(mode="hybrid", k=5))
+                index.search("harbor", SearchOptions(mode="bm25", k=5))
                 counts.append(index.status().chunks)
                 searches += 1
             assert writer.wait() == 0, writer.stderr.read().decode()
             index.refresh()
             final = index.status().chunks
-            assert len(index.search("meadow violet", mode="dense", k=3)) == 3
+            assert len(index.search("meadow violet", SearchOptions(mode="dense", k=3))) == 3
     finally:
         if writer.poll() is None:
             writer.kill()

@@ -11,6 +11,7 @@ from conftest import tiny_encoder
 from llm2vec_search.errors import L2VError
 from llm2vec_search.evaluation.beir import load_beir
 from llm2vec_search.evaluation.retrieval import build_eval_index, rank_documents, run_retrieval
+from llm2vec_search.indexing.options import SearchOptions
 
 CORPUS = [
     {
@@ -155,7 +156,7 @@ def test_a_missing_folder_is_an_error(tmp_path):
 # the pipeline, in process
 def test_bm25_ranks_the_obvious_document_first(beir_dir):
     result = run_retrieval(
-        load_beir(beir_dir), tiny_encoder(), mode="bm25", chunk_tokens=32, overlap_tokens=4
+        load_beir(beir_dir), tiny_encoder(), SearchOptions(mode="bm25"), chunk_tokens=32, overlap_tokens=4
     )
     assert result.metrics == {"ndcg@10": 1.0, "recall@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0}
     assert (result.queries, result.docs) == (3, 5)
@@ -166,12 +167,14 @@ def test_bm25_ranks_the_obvious_document_first(beir_dir):
 def test_dense_index_is_cached_and_reused_by_another_mode(beir_dir):
     encoder = tiny_encoder()
     dataset = load_beir(beir_dir)
-    first = run_retrieval(dataset, encoder, mode="dense", chunk_tokens=32, overlap_tokens=4)
+    first = run_retrieval(dataset, encoder, SearchOptions(mode="dense"), chunk_tokens=32, overlap_tokens=4)
     assert first.chunks_embedded == first.chunks > 0
-    second = run_retrieval(dataset, encoder, mode="hybrid", chunk_tokens=32, overlap_tokens=4)
+    second = run_retrieval(dataset, encoder, SearchOptions(mode="hybrid"), chunk_tokens=32, overlap_tokens=4)
     assert second.index_path == first.index_path
     assert second.chunks_embedded == 0
-    other_chunking = run_retrieval(dataset, encoder, mode="dense", chunk_tokens=48, overlap_tokens=4)
+    other_chunking = run_retrieval(
+        dataset, encoder, SearchOptions(mode="dense"), chunk_tokens=48, overlap_tokens=4
+    )
     assert other_chunking.index_path != first.index_path
     assert other_chunking.chunks_embedded == other_chunking.chunks
 
@@ -180,11 +183,13 @@ def test_documents_are_ranked_once_by_their_best_chunk_and_searched_deeper_when_
     dataset = load_beir(beir_dir)
     index, _ = build_eval_index(dataset, tiny_encoder(), chunk_tokens=16, overlap_tokens=0)
     with index:
-        zebra_chunks = sum(1 for hit in index.search("zebra", k=1000, mode="bm25") if hit.path == "zebras")
+        zebra_chunks = sum(
+            1 for hit in index.search("zebra", SearchOptions(k=1000, mode="bm25")) if hit.path == "zebras"
+        )
         assert zebra_chunks > 8  # more than the first pass asks for when depth is 2
-        rankings = rank_documents(index, {"q": "zebra"}, "bm25", depth=2)
+        rankings = rank_documents(index, {"q": "zebra"}, SearchOptions(mode="bm25"), depth=2)
         assert rankings["q"] == ["zebras", "park"]
-        dense = rank_documents(index, {"q": "zebra"}, "dense", depth=100)
+        dense = rank_documents(index, {"q": "zebra"}, SearchOptions(mode="dense"), depth=100)
         assert sorted(dense["q"]) == sorted(dataset.corpus)  # each document once
 
 

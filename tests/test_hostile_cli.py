@@ -15,6 +15,8 @@ CLI_CASES = {
         "chunk-tokens must be at least 8, got 0",
     ),
     "name-with-dotdot": (["index", "corpus", "--name", "a b/../c", "--model", MODEL], "may not contain '..'"),
+    # Rich markup in a path is printed as written (it raised MarkupError, a traceback, before).
+    "markup-in-a-path": (["status", "--index-dir", "no[/red]where"], "no[/red]where/default"),
 }
 
 

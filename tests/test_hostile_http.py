@@ -20,7 +20,8 @@ HTTP_CASES = {
     "search-query-blank": ("/search", {"query": "   "}, 400),
     "search-query-lone-surrogate": ("/search", b'{"query": ' + LONE_SURROGATE + b"}", 422),
     "search-k-zero": ("/search", {"query": "cat", "k": 0}, 422),
-    "search-k-above-limit": ("/search", {"query": "cat", "k": 5000}, 400),
+    "search-k-above-limit": ("/search", {"query": "cat", "k": 5000}, 422),  # the cap is in the schema
+    "search-dense-weight-negative": ("/search", {"query": "cat", "dense_weight": -1}, 422),
     "search-mode-unknown": ("/search", {"query": "cat", "mode": "fuzzy"}, 422),
     "search-index-unknown": ("/search", {"query": "cat", "index": "missing"}, 404),
     "search-index-path": ("/search", {"query": "cat", "index": "../notes"}, 404),

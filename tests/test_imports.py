@@ -33,14 +33,14 @@ def is_type_checking(node: ast.If) -> bool:
     return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
-def imported(name: str, tree: ast.Module) -> dict[str, set[str]]:
-    """Every module this one imports, at the top or inside a function (not under TYPE_CHECKING); the value
-    is the set of names taken from it (empty for `import x`)."""
+def imported(name: str, tree: ast.Module, type_checking: bool = False) -> dict[str, set[str]]:
+    """Every module this one imports, at the top or inside a function, and under TYPE_CHECKING when
+    `type_checking`; the value is the set of names taken from it (empty for `import x`)."""
     found: dict[str, set[str]] = {}
     is_package = MODULES[name].name == "__init__.py"
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and is_type_checking(node):
+        if isinstance(node, ast.If) and is_type_checking(node) and not type_checking:
             return
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -60,15 +60,16 @@ def imported(name: str, tree: ast.Module) -> dict[str, set[str]]:
     return found
 
 
-def internal_edges() -> dict[str, set[str]]:
-    """module → the package's modules it imports, with `from pkg import name` resolved to the module that
-    defines `name` where that is a submodule or a lazily imported name."""
+def internal_edges(type_checking: bool = False) -> dict[str, set[str]]:
+    """module → the package's modules it imports (`type_checking`: also for type hints only), with `from pkg
+    import name` resolved to the module that defines `name` where that is a submodule or a lazily imported
+    name."""
     trees = {name: ast.parse(path.read_text()) for name, path in MODULES.items()}
     lazy = {name: lazy_names(tree) for name, tree in trees.items()}
     edges: dict[str, set[str]] = {}
     for name, tree in trees.items():
         targets = set()
-        for module, names in imported(name, tree).items():
+        for module, names in imported(name, tree, type_checking).items():
             if module not in MODULES:
                 continue
             for item in names or {""}:
@@ -111,8 +112,9 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_import_cycle_inside_the_package():
-    """Package `__init__` modules are left out: importing a submodule runs its package first by design."""
-    edges = internal_edges()
+    """Not even through imports for type hints, which say two modules' concerns are tangled just the same.
+    Package `__init__` modules are left out: importing a submodule runs its package first by design."""
+    edges = internal_edges(type_checking=True)
     packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
     modules = {name: targets - packages for name, targets in edges.items() if name not in packages}
     assert find_cycle(modules) is None

@@ -9,6 +9,7 @@ import pytest
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Document, Index
 from llm2vec_search.indexing.location import LOCK_NAME, resolve_index
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.update import CHECKPOINT_SECONDS, checkpoint_interval
 from tests.conftest import tiny_encoder
 
@@ -69,7 +70,9 @@ def test_changed_file_is_reembedded_and_deleted_file_removed_everywhere(tmp_path
     with open_index(tmp_path, encoder) as index:
         index.update([corpus])
         old_ids = {
-            h.chunk_id for h in index.search("cat mat", mode="bm25", k=10) if h.path.endswith("cats.md")
+            h.chunk_id
+            for h in index.search("cat mat", SearchOptions(mode="bm25", k=10))
+            if h.path.endswith("cats.md")
         }
         (corpus / "cats.md").write_text("# Cats\n\nKittens chase laser pointers all afternoon.\n")
         (corpus / "dogs.txt").unlink()
@@ -78,8 +81,8 @@ def test_changed_file_is_reembedded_and_deleted_file_removed_everywhere(tmp_path
         assert summary.chunks_removed == 2 and summary.chunks_added == 1
         assert counts(index) == {"files": 2, "chunks": 2, "fts": 2, "faiss": 2}
         assert not set(index.vectors.ids().tolist()) & old_ids
-        assert index.search("dog running park", mode="bm25") == []
-        hits = index.search("kittens laser", mode="bm25")
+        assert index.search("dog running park", SearchOptions(mode="bm25")) == []
+        hits = index.search("kittens laser", SearchOptions(mode="bm25"))
         assert [Path(h.path).name for h in hits] == ["cats.md"]
 
 
@@ -122,7 +125,7 @@ def test_rebuild_swaps_in_only_when_complete(tmp_path, corpus, encoder):
     rebuilding = Index.open("test", root=tmp_path / "indexes", model=llama, rebuild=True, chunk_tokens=64)
     with Index.open("test", root=tmp_path / "indexes", model=encoder) as old:
         assert old.status().fingerprint == "tiny-gemma3_text"
-        assert old.search("stock markets", mode="bm25")  # still searchable during the rebuild
+        assert old.search("stock markets", SearchOptions(mode="bm25"))  # still searchable during the rebuild
     summary = rebuilding.update([corpus])
     rebuilding.close()
     assert summary.files_added == 3
@@ -165,7 +168,7 @@ def test_update_documents_by_id(tmp_path, encoder):
         docs[0] = Document("doc0", "Completely new words about volcanoes.", "text")
         summary = index.update_documents(docs[:4], remove_missing=True)
         assert (summary.files_changed, summary.files_removed, summary.files_unchanged) == (1, 1, 3)
-        assert index.search("volcanoes", mode="bm25")[0].path == "doc0"
+        assert index.search("volcanoes", SearchOptions(mode="bm25"))[0].path == "doc0"
         assert counts(index) == {"files": 4, "chunks": 4, "fts": 4, "faiss": 4}
 
 
@@ -231,7 +234,7 @@ def test_index_type_change_applies_at_next_update(tmp_path, corpus, encoder):
         assert index.update([corpus]).chunks_added == 0  # no re-embedding, only a new FAISS structure
         assert index.vectors.kind == "hnsw" and index.status().vector_index == "hnsw"
         text = DOCS["dogs.txt"].strip()
-        assert Path(index.search(text, mode="dense", k=1)[0].path).name == "dogs.txt"
+        assert Path(index.search(text, SearchOptions(mode="dense", k=1))[0].path).name == "dogs.txt"
 
 
 def test_saves_are_spaced_out_when_saving_gets_slow():

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ CORPUS = {
 }
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 120, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess:
+    """`l2v-search ARGS` in `cwd`; `preexec_fn` runs in the child before it starts (e.g. to set limits)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_INDEX_DIR": str(cwd / "indexes")}
     return subprocess.run(
         [sys.executable, "-m", "llm2vec_search", *args],
@@ -26,6 +30,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -90,6 +95,16 @@ def test_user_errors_are_one_line_exit_2(workdir, tiny_model_dir):
     assert_user_error(
         run_cli("index", "corpus", "--index-type", "annoy", *model, cwd=workdir), "unknown index type"
     )
+
+
+def test_ray_options_parse_as_the_readme_writes_them(workdir):
+    """`index DIR --ray` (a bare flag, last) parses; what then fails is the user's input, in one line. (The
+    embedding itself, local instance and cluster, is test_ray.py's.)"""
+    assert_user_error(run_cli("index", "missing-dir", "--ray", cwd=workdir), "path not found")
+    bad = run_cli("index", "corpus", "--ray-address", "no address", cwd=workdir)
+    assert_user_error(bad, "--ray-address 'no address' is not one of")
+    assert_user_error(run_cli("index", "corpus", "--ray-workers", "2", cwd=workdir), "needs --ray")
+    assert not (workdir / "indexes").exists()
 
 
 def test_changed_chunking_needs_rebuild(workdir, tiny_model_dir):

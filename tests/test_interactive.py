@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llm2vec_search.indexing import Index
-from llm2vec_search.indexing.search import DEFAULT_MODE
+from llm2vec_search.indexing.options import DEFAULT_MODE
 from tests.test_query_cli import DOCS, Terminal, cli, run_cli
 
 LATENCY = re.compile(r"^(\d+) hits? in (\d+) ms \((.*)\)$", re.MULTILINE)

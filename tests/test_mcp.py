@@ -13,6 +13,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.options import SearchOptions
+from llm2vec_search.indexing.search import CHUNK_FIELDS, HIT_FIELDS
 from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,8 +101,9 @@ def test_lists_tools_and_searches_without_loading_the_model_for_bm25(setup):
         assert set(tools) == {"search", "get_chunk", "get_document", "status"}
         schema = tools["search"].input_schema
         assert schema["required"] == ["query"]
-        assert set(schema["properties"]) == {"query", "k", "mode", "path_glob", "index"}
+        assert set(schema["properties"]) == {"query", "k", "mode", "path_glob", "dense_weight", "index"}
         assert schema["properties"]["mode"]["enum"] == ["bm25", "dense", "hybrid"]
+        assert schema["properties"]["dense_weight"]["maximum"] == 100  # from SearchOptions
         assert all(tool.description for tool in tools.values())
 
         status = await call(session, "status")
@@ -115,12 +118,20 @@ def test_lists_tools_and_searches_without_loading_the_model_for_bm25(setup):
         assert {"chunk_id", "start_line", "end_line", "heading", "score", "text"} <= set(best)
         assert (await call(session, "status"))["models_loaded"] == []  # BM25 never loads the model
 
+        assert list(best) == list(HIT_FIELDS)  # the one hit serializer, as over HTTP and in the CLI's JSON
         filtered = await call(session, "search", query="proteins fold", mode="hybrid", path_glob="*.txt")
         assert [hit["path"] for hit in filtered["hits"]] == [str(setup.notes / "sub/proteins.txt")]
         dense = await call(session, "search", query="a dog in the park", mode="dense", k=10)
         assert len(dense["hits"]) == 5  # every chunk, ranked by the (random) tiny model
         loaded = (await call(session, "status"))["models_loaded"]
         assert len(loaded) == 1 and loaded[0]["requests"] == 2  # loaded once, both queries batched by it
+
+        weighted = await call(session, "search", query="a dog", mode="hybrid", k=5, dense_weight=3.0)
+        with Index.open("notes", root=setup.index_dir) as index:
+            expected = index.search("a dog", SearchOptions(k=5, mode="hybrid", dense_weight=3.0))
+        assert [hit["score"] for hit in weighted["hits"]] == pytest.approx(
+            [h.score for h in expected], abs=1e-5
+        )
 
     with_session(setup, body)
 
@@ -129,7 +140,7 @@ def test_reads_chunks_and_documents_only_inside_the_indexed_folder(setup):
     async def body(session: ClientSession) -> None:
         hit = (await call(session, "search", query="dog park"))["hits"][0]
         chunk = await call(session, "get_chunk", chunk_id=hit["chunk_id"])
-        assert chunk["text"] == hit["text"] and chunk["path"] == hit["path"]
+        assert chunk == {name: hit[name] for name in CHUNK_FIELDS}
 
         whole = await call(session, "get_document", path=hit["path"])
         assert whole["text"] == NOTES["cats.md"] and whole["total_lines"] == 7
@@ -165,6 +176,9 @@ def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_serving(set
         await call_error(session, "search", k=3)
         await call_error(session, "get_chunk", chunk_id="one")
         await call_error(session, "get_document", path="cats.md", start_line=50)
+        reversed_range = await call_error(session, "get_document", path="cats.md", start_line=5, end_line=3)
+        assert "end_line 3 is before start_line 5" in reversed_range
+        assert "chunk_id" in await call_error(session, "get_chunk", chunk_id=2**63)
         assert "not the model" in await call_error(session, "search", query="cat", mode="dense")
         assert (await call(session, "search", query="cat", mode="bm25"))["hits"]  # still serving
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from llm2vec_search.indexing.search import DEFAULT_MODE, HIT_FIELDS
+from llm2vec_search.indexing.options import DEFAULT_MODE
+from llm2vec_search.indexing.search import HIT_FIELDS
 
 DOCS = {
     "guide.md": (

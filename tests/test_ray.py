@@ -117,7 +117,7 @@ def test_cli_index_on_ray_equals_a_local_run(ray_head, corpus, local_index, tiny
         "--name",
         str(folder),
         *model,
-        "--ray",
+        "--ray-address",
         ray_head,
         "--ray-workers",
         "2",
@@ -126,7 +126,7 @@ def test_cli_index_on_ray_equals_a_local_run(ray_head, corpus, local_index, tiny
     assert result.returncode == 0, result.stderr
     assert "embedded on 2 Ray workers (1 CPU each)" in result.stderr
     assert_same_index(folder, local_index)
-    rerun = cli("index", str(corpus), "--name", str(folder), "--ray", ray_head, cwd=tmp_path)
+    rerun = cli("index", str(corpus), "--name", str(folder), "--ray-address", ray_head, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     with Index.open(folder) as index:  # incremental as ever
         assert index.status().last_run["chunks_added"] == 0
@@ -155,11 +155,13 @@ def test_worker_killed_mid_run_costs_a_retry(ray_head, corpus, local_index, tiny
 
 def test_ray_user_errors_are_one_line(ray_head, corpus, tiny_model_dir, tmp_path):
     model = ("--model", str(tiny_model_dir))
-    assert_user_error(cli("index", str(corpus), "--ray", "no address", cwd=tmp_path), "--ray address")
+    assert_user_error(cli("index", str(corpus), "--ray-address", "no address", cwd=tmp_path), "--ray-address")
     assert_user_error(cli("index", str(corpus), "--ray-workers", "2", cwd=tmp_path), "needs --ray")
-    too_many = cli("index", str(corpus), *model, "--ray", ray_head, "--ray-workers", "3", cwd=tmp_path)
+    too_many = cli(
+        "index", str(corpus), *model, "--ray-address", ray_head, "--ray-workers", "3", cwd=tmp_path
+    )
     assert_user_error(too_many, "the Ray cluster has 2")
-    unreachable = cli("index", str(corpus), *model, "--ray", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+    unreachable = cli("index", str(corpus), *model, "--ray-address", f"127.0.0.1:{free_port()}", cwd=tmp_path)
     assert_user_error(unreachable, "cannot start or reach Ray")
 
 

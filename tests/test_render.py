@@ -19,6 +19,7 @@ from llm2vec_search.cli.render import (
     words_match,
 )
 from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.options import DEFAULT_DENSE_WEIGHT, SearchOptions
 from llm2vec_search.indexing.search import Hit
 
 FILLER = "Nothing to see in this sentence at all. " * 12
@@ -119,12 +120,13 @@ def test_plain_output_is_one_block_per_hit():
 
 def test_json_and_jsonl_carry_every_hit_field():
     hits = [make_hit(1), make_hit(2)]
-    document = json.loads(hits_json("cat", "dense", 5, "*.md", hits))
-    assert {key: document[key] for key in ("query", "mode", "k", "path_glob")} == {
+    document = json.loads(hits_json("cat", SearchOptions(k=5, mode="dense", path_glob="*.md"), hits))
+    assert {key: document[key] for key in ("query", "mode", "k", "path_glob", "dense_weight")} == {
         "query": "cat",
         "mode": "dense",
         "k": 5,
         "path_glob": "*.md",
+        "dense_weight": DEFAULT_DENSE_WEIGHT,
     }
     assert document["hits"] == [hit.to_dict() for hit in hits]
     lines = hits_jsonl(hits).splitlines()

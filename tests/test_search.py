@@ -8,8 +8,8 @@ import pytest
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.options import DEFAULT_DENSE_WEIGHT, SearchOptions
 from llm2vec_search.indexing.search import (
-    DEFAULT_DENSE_WEIGHT,
     Hit,
     bm25_ranking,
     convex_fusion,
@@ -49,7 +49,7 @@ def names(hits: list[Hit]) -> list[str]:
 
 def test_dense_finds_the_chunk_it_was_given(index):
     text = "Proteins fold into three dimensional structures."
-    hits = index.search(text, mode="dense", k=2)
+    hits = index.search(text, SearchOptions(mode="dense", k=2))
     assert names(hits)[0] == "notes.txt"
     assert hits[0].dense_score == pytest.approx(1.0, abs=1e-4) and hits[0].bm25_score is None
     assert hits[0].score >= hits[1].score
@@ -57,13 +57,13 @@ def test_dense_finds_the_chunk_it_was_given(index):
 
 
 def test_bm25_finds_keywords_with_stemming(index):
-    hits = index.search("volcanoes", mode="bm25")
+    hits = index.search("volcanoes", SearchOptions(mode="bm25"))
     assert set(names(hits)) == {"usage.md", "parser.py"}  # porter: volcanoes ~ volcano
     assert all(h.bm25_score > 0 and h.dense_score is None for h in hits)
 
 
 def test_hybrid_fuses_both_lists(index):
-    hits = index.search("pip install package", mode="hybrid", k=4)
+    hits = index.search("pip install package", SearchOptions(mode="hybrid", k=4))
     assert names(hits)[0] == "install.md"
     top = hits[0]
     assert top.dense_score is not None and top.bm25_score is not None
@@ -73,21 +73,21 @@ def test_hybrid_fuses_both_lists(index):
 
 
 def test_hit_fields_locate_the_text(index):
-    hit = index.search("proteins", mode="bm25")[0]
+    hit = index.search("proteins", SearchOptions(mode="bm25"))[0]
     source = Path(hit.path).read_text()
     assert source[hit.start_char : hit.end_char] == hit.text
     assert hit.start_line == 1 and hit.heading == ""
     assert hit.to_dict()["chunk_id"] == hit.chunk_id
-    heading_hit = index.search("volcanoes question", mode="bm25", path_glob="*.md")[0]
+    heading_hit = index.search("volcanoes question", SearchOptions(mode="bm25", path_glob="*.md"))[0]
     assert heading_hit.heading == "Usage"
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_path_glob_filters_every_mode(index, mode):
-    hits = index.search("volcano parser install", mode=mode, k=10, path_glob="guide/*.md")
+    hits = index.search("volcano parser install", SearchOptions(mode=mode, k=10, path_glob="guide/*.md"))
     assert hits and set(names(hits)) <= {"install.md", "usage.md"}
-    assert names(index.search("volcano", mode=mode, k=10, path_glob="*.py")) == ["parser.py"]
-    assert index.search("volcano", mode=mode, path_glob="*.rst") == []
+    assert names(index.search("volcano", SearchOptions(mode=mode, k=10, path_glob="*.py"))) == ["parser.py"]
+    assert index.search("volcano", SearchOptions(mode=mode, path_glob="*.rst")) == []
 
 
 def test_path_matcher_semantics():
@@ -103,8 +103,8 @@ def test_path_matcher_semantics():
     "text", ['"unbalanced', "AND OR NOT", "NEAR(a b)", "col:value", "a* -b ^c", "(((", "ü-ñ café's"]
 )
 def test_hostile_text_never_reaches_fts_as_syntax(index, text):
-    index.search(text, mode="bm25")  # no error, whatever FTS5 would make of the raw text
-    index.search(text, mode="hybrid")
+    index.search(text, SearchOptions(mode="bm25"))  # no error, whatever FTS5 would make of the raw text
+    index.search(text, SearchOptions(mode="hybrid"))
 
 
 def test_fts_query_quotes_words():
@@ -117,6 +117,12 @@ def test_query_words_drop_english_stopwords_unless_nothing_else_is_left():
     assert query_words("What is the effect of the drug on the heart?") == ["what", "effect", "drug", "heart"]
     assert query_words("To be, or not to be") == ["to", "be", "or", "not"]
     assert {"the", "of", "and", "is", "not"} <= english_stopwords()
+
+
+def test_query_words_count_each_word_once_unless_asked_for_repeats():
+    assert query_words("Dogs chase cats; do dogs like the cats?") == ["dogs", "chase", "cats", "do", "like"]
+    repeated = query_words("Dogs chase cats; do dogs like the cats?", distinct=False)
+    assert repeated == ["dogs", "chase", "cats", "do", "dogs", "like", "cats"]
 
 
 def test_match_budget_keeps_the_rarest_words_that_fit():
@@ -171,7 +177,7 @@ def test_bm25_with_a_path_filter_and_a_match_budget(lexical_store):
 
 
 def test_query_of_only_punctuation_gives_no_bm25_hits(index):
-    assert index.search("???", mode="bm25") == []
+    assert index.search("???", SearchOptions(mode="bm25")) == []
 
 
 def test_convex_fusion_math():
@@ -200,36 +206,36 @@ def test_dense_weight_tilts_hybrid_fusion(index):
     dense, bm25 = [(a, 0.9), (b, 0.1)], [(b, 3.0), (a, 1.0)]  # each retriever puts the other first
     assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=3.0)] == [a.id, b.id]
     assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=0.5)] == [b.id, a.id]
-    with pytest.raises(L2VError, match="dense weight"):
-        index.search("x", mode="hybrid", dense_weight=-1)
+    with pytest.raises(L2VError, match="dense_weight must be from 0 to 100"):
+        index.search("x", SearchOptions(mode="hybrid", dense_weight=-1))
 
 
 def test_bad_queries_are_user_errors(index):
     with pytest.raises(L2VError, match="empty"):
         index.search("   ")
     with pytest.raises(L2VError, match="unknown search mode"):
-        index.search("x", mode="fuzzy")
+        index.search("x", SearchOptions(mode="fuzzy"))
     with pytest.raises(L2VError, match="k must be"):
-        index.search("x", k=0)
+        index.search("x", SearchOptions(k=0))
 
 
 def test_search_many_and_precomputed_query_vector(index):
     queries = ["volcano", "proteins fold"]
-    batched = index.search_many(queries, k=3)
-    single = [index.search(q, k=3) for q in queries]
+    batched = index.search_many(queries, SearchOptions(k=3))
+    single = [index.search(q, SearchOptions(k=3)) for q in queries]
     assert [[h.chunk_id for h in hits] for hits in batched] == [[h.chunk_id for h in hits] for hits in single]
     vector = index.encoder.encode_queries(["proteins fold"])[0]
-    assert index.search("proteins fold", k=3, query_vector=vector) == single[1]
+    assert index.search("proteins fold", SearchOptions(k=3), query_vector=vector) == single[1]
 
 
 def test_search_never_writes(index):
     db = index.path / "index.db"
     before = (db.stat().st_mtime_ns, (index.path / "vectors.faiss").stat().st_mtime_ns)
-    index.search("volcano", mode="hybrid")
+    index.search("volcano", SearchOptions(mode="hybrid"))
     assert before == (db.stat().st_mtime_ns, (index.path / "vectors.faiss").stat().st_mtime_ns)
 
 
 def test_dense_over_fetches_when_the_filter_is_selective(index):
-    one = index.search("anything at all", mode="dense", k=1, path_glob="notes.txt")
+    one = index.search("anything at all", SearchOptions(mode="dense", k=1, path_glob="notes.txt"))
     assert names(one) == ["notes.txt"]
     assert np.isfinite(one[0].score)

@@ -16,6 +16,8 @@ import pytest
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.options import SearchOptions
+from llm2vec_search.indexing.search import HIT_FIELDS
 from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +111,7 @@ def test_health_is_public_and_two_indexes_share_one_model(served):
     health = httpx.get(f"{served.url}/health").json()
     assert health["status"] == "ok"
     assert len(health["models"]) == 1 and health["models"][0]["enabled"] is True
+    assert "model" not in health["models"][0]  # its name may be a path of this machine: that needs a key
 
 
 @pytest.mark.parametrize(
@@ -154,13 +157,33 @@ def test_search_matches_the_library_in_every_mode(served):
                 served, "/search", {"query": "proteins fold into structures", "k": 3, "mode": mode}
             ).json()
             assert answer["index"] == "notes" and answer["mode"] == mode and answer["took_ms"] >= 0
-            expected = index.search("proteins fold into structures", k=3, mode=mode)
+            expected = index.search("proteins fold into structures", SearchOptions(k=3, mode=mode))
             assert [hit["chunk_id"] for hit in answer["hits"]] == [hit.chunk_id for hit in expected]
             assert [hit["score"] for hit in answer["hits"]] == pytest.approx(
                 [hit.score for hit in expected], abs=1e-5
             )
             assert answer["hits"][0]["text"] == expected[0].text
     assert answer["hits"][0]["path"].endswith("proteins.md")
+
+
+def test_search_takes_every_search_option_and_returns_the_librarys_hit_fields(served):
+    """POST /search's body is generated from SearchOptions: dense_weight reaches hybrid fusion, and every
+    hit has exactly the fields the CLI's JSON has."""
+    query = {"query": "proteins fold into structures", "k": 4, "mode": "hybrid", "dense_weight": 3.0}
+    answer = post(served, "/search", query).json()
+    with Index.open("notes", root=served.index_dir) as index:
+        expected = index.search(query["query"], SearchOptions(k=4, mode="hybrid", dense_weight=3.0))
+        default_weight = index.search(query["query"], SearchOptions(k=4, mode="hybrid"))
+    assert [hit["score"] for hit in answer["hits"]] == pytest.approx([h.score for h in expected], abs=1e-5)
+    assert [h.score for h in expected] != pytest.approx([h.score for h in default_weight], abs=1e-3)
+    assert all(list(hit) == list(HIT_FIELDS) for hit in answer["hits"])
+    too_heavy = post(served, "/search", {**query, "dense_weight": 101})
+    assert too_heavy.status_code in (400, 422) and "Traceback" not in too_heavy.text
+    assert too_heavy.json()["error"]["message"].startswith("dense_weight:")
+    spec = httpx.get(f"{served.url}/openapi.json", headers=served.headers).json()
+    body = spec["components"]["schemas"]["SearchRequest"]["properties"]
+    assert set(body) == {"query", "k", "mode", "path_glob", "dense_weight", "index"}
+    assert body["dense_weight"]["maximum"] == 100 and body["k"]["maximum"] == 100  # the server's cap on k
 
 
 def test_search_picks_the_index_and_filters_paths(served):
@@ -329,7 +352,7 @@ def test_backend_loads_each_model_once_and_follows_a_rebuild_with_another_model(
         served = backend.index("a")
         assert served.model is backend.index("c").model and len(backend.models) == 2
         vector = served.model.batcher.encode(["proteins fold"]).vectors[0]
-        hits = served.search("proteins fold", served.model, vector, k=3, mode="dense", path_glob=None)
+        hits = served.search("proteins fold", served.model, vector, SearchOptions(k=3, mode="dense"))
         assert len(hits) == 3 and hits[0].dense_score is not None
     finally:
         backend.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.location import LOCK_NAME
+from llm2vec_search.indexing.options import SearchOptions
 from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,9 @@ def files_with(index_dir: Path, word: str) -> list[str] | None:
     exists."""
     try:
         with Index.open("w", root=index_dir) as index:
-            return sorted({Path(hit.path).name for hit in index.search(word, k=50, mode="bm25")})
+            return sorted(
+                {Path(hit.path).name for hit in index.search(word, SearchOptions(k=50, mode="bm25"))}
+            )
     except L2VError:
         return None
 

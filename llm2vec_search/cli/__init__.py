@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 
-from ..errors import L2VError
+from ..errors import L2VError, one_line
 from . import (  # noqa: F401  (modules register their commands on `app`)
     doctor_cmd,
     embed_cmd,
@@ -16,7 +16,7 @@ from . import (  # noqa: F401  (modules register their commands on `app`)
     serve_cmd,
     train_cmd,
 )
-from .app import app, err_console
+from .app import app, err_console, print_error
 
 EXIT_ERROR = 2
 
@@ -42,7 +42,7 @@ def main() -> None:
     try:
         app()
     except L2VError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
@@ -50,7 +50,7 @@ def main() -> None:
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("L2V_DEBUG"):
             raise
-        err_console.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with L2V_DEBUG=1 for details)"
+        print_error(
+            f"{type(exc).__name__}: {one_line(exc)} (rerun with L2V_DEBUG=1 for details)", "internal error"
         )
         sys.exit(EXIT_ERROR)

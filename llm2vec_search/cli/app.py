@@ -2,8 +2,9 @@
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from ..indexing.search import DEFAULT_DENSE_WEIGHT
+from ..indexing.options import DEFAULT_DENSE_WEIGHT, SearchOptions
 
 app = typer.Typer(
     name="l2v-search",
@@ -15,10 +16,17 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def print_error(message: object, label: str = "error") -> None:
+    """One red-labelled line on stderr. The message is escaped: paths and user text may hold brackets that
+    Rich would read as markup (a name with `[/red]` in it raised MarkupError instead of the error)."""
+    err_console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 DenseWeightOption = typer.Option(
     DEFAULT_DENSE_WEIGHT,
     "--dense-weight",
-    help="Hybrid: weight of the dense scores against BM25's 1, each scaled to [0, 1] over its list.",
+    help=SearchOptions.__dataclass_fields__["dense_weight"].metadata["description"],
 )
 DeviceOption = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda or cuda:N.")
 DtypeOption = typer.Option(

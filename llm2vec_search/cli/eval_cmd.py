@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..indexing.search import DEFAULT_MODE, check_query
+from ..indexing.options import DEFAULT_MODE, SearchOptions
 from .app import DenseWeightOption, DeviceOption, DtypeOption, ModelOption, app, console
 from .progress import ProgressBars
 
@@ -110,7 +110,7 @@ def retrieval(
     from ..evaluation.beir import load_beir
     from ..evaluation.retrieval import run_retrieval
 
-    check_query(mode)
+    options = SearchOptions(mode=mode, dense_weight=dense_weight)
     dataset = load_beir(dataset_dir, split)
     encoder = _load_encoder(model, max_length, causal, pooling, device, dtype, query_instruction)
     labels = {"index": "documents", "search": "queries"}
@@ -118,11 +118,10 @@ def retrieval(
         result = run_retrieval(
             dataset,
             encoder,
-            mode,
+            options,
             chunk_tokens,
             overlap_tokens,
             progress=lambda phase, done, total: bars.update(labels[phase], done, total),
-            dense_weight=dense_weight,
         )
     record = {
         "task": "retrieval",

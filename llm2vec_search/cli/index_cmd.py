@@ -1,6 +1,7 @@
 """`l2v-search index` (build or update an index from folders) and `l2v-search status` (what it holds)."""
 
 import json
+import shlex
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -10,8 +11,8 @@ import typer
 from rich import filesize
 from rich.table import Table
 
-from ..errors import L2VError
-from .app import DeviceOption, DtypeOption, app, console, err_console
+from ..errors import L2VError, one_line
+from .app import DeviceOption, DtypeOption, app, console, err_console, print_error
 from .progress import ProgressBars
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ IndexDirOption = typer.Option(
     envvar="L2V_SEARCH_INDEX_DIR",
     help="Folder holding named indexes (default ./indexes).",
 )
+# `status --check`'s exit code for an index that an interrupted update left unfinished (a rerun completes it).
+EXIT_UNFINISHED = 3
 NameOption = typer.Option(
     "default", "--name", "-n", help="Index name (a folder under --index-dir), or a path to an index folder."
 )
@@ -70,14 +73,16 @@ def index_command(
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
-    ray: str | None = typer.Option(
-        None,
+    ray_flag: bool = typer.Option(
+        False,
         "--ray",
-        is_flag=False,
-        flag_value="local",
-        metavar="[ADDRESS]",
-        help="Embed on Ray (needs the ray extra): alone, a local instance; or join the cluster at ADDRESS "
-        "(auto, ray://HOST:PORT or HOST:PORT). --device/--dtype then apply to the Ray workers.",
+        help="Embed on a local Ray instance (needs the ray extra); --device/--dtype apply to its workers.",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Embed on the Ray cluster at ADDRESS (auto, ray://HOST:PORT or HOST:PORT); implies --ray.",
     ),
     ray_workers: int | None = typer.Option(
         None, "--ray-workers", help="With --ray: encoder actors (default: one per GPU, else one per 4 CPUs)."
@@ -98,15 +103,16 @@ def index_command(
 ) -> None:
     """Index PATHS into an index (created if needed); reruns only embed new and changed files."""
     from ..indexing import Index
-    from ..indexing.ray_embed import check_address, import_ray, ray_embedder
+    from ..indexing.ray_embed import LOCAL, check_address, import_ray, ray_embedder
 
     for path in paths:  # checked before the model loads, which takes seconds
         if not path.exists():
             raise L2VError(f"path not found: {path}")
+    # An optional-value option (`--ray [ADDRESS]`) does not parse as the last option in click, hence two.
+    ray = check_address(ray_address) if ray_address is not None else LOCAL if ray_flag else None
     if ray_workers is not None and ray is None:
-        raise L2VError("--ray-workers needs --ray")
+        raise L2VError("--ray-workers needs --ray or --ray-address")
     if ray is not None:
-        check_address(ray)
         import_ray()
     with Index.open(
         name,
@@ -127,8 +133,17 @@ def index_command(
                 paths, include=include, exclude=exclude, progress=show_update(bars), embedder=embedder
             )
         _print_summary(summary, index.status())
+        kept = summary.files_added + summary.files_changed + summary.files_unchanged
+        if summary.files_removed and not kept:
+            err_console.print(
+                f"no readable text files left under {', '.join(map(str, paths))}: "
+                f"their {summary.files_removed} files were removed from the index",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
         if embedder is not None:
-            err_console.print(f"embedded on {embedder.pool.describe()}")
+            err_console.print(f"embedded on {embedder.pool.describe()}", markup=False)
         if watch:
             _watch(index, paths, include, exclude, debounce)
 
@@ -163,7 +178,9 @@ def _watch(
 
     def ready() -> None:
         shown = ", ".join(map(str, paths))
-        err_console.print(f"watching {shown} for changes (Ctrl-C stops)", soft_wrap=True, highlight=False)
+        err_console.print(
+            f"watching {shown} for changes (Ctrl-C stops)", soft_wrap=True, highlight=False, markup=False
+        )
 
     def updated(summary: "UpdateSummary") -> None:
         status = index.status()
@@ -175,8 +192,9 @@ def _watch(
             highlight=False,
         )
 
-    def failed(exc: L2VError) -> None:
-        err_console.print(f"[red]error:[/red] {exc} (retrying)", soft_wrap=True, highlight=False)
+    def failed(exc: Exception) -> None:
+        what = exc if isinstance(exc, L2VError) else f"{type(exc).__name__}: {one_line(exc)}"
+        print_error(f"{what} (retrying)")
 
     watch_index(
         index, paths, include, exclude, on_ready=ready, on_update=updated, on_error=failed, quiet_s=debounce
@@ -190,7 +208,10 @@ def status_command(
     index_dir: Path | None = IndexDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     check: bool = typer.Option(
-        False, "--check", help="Verify the index (SQLite, vectors, full-text rows, model); exit 2 if damaged."
+        False,
+        "--check",
+        help="Verify the index (SQLite, vectors, full-text rows, model); exit 2 if damaged, "
+        f"{EXIT_UNFINISHED} if an interrupted update needs a rerun.",
     ),
 ) -> None:
     """Show what an index holds: files, chunks, model, dimension, size on disk, last run."""
@@ -198,12 +219,27 @@ def status_command(
     from ..indexing.location import damaged
 
     with Index.open(name, root=index_dir) as index:
-        problems = index.check() if check else []
-        status = index.status()
-    if problems:
-        raise damaged(status.name, "; ".join(problems))
+        health = index.check() if check else None
+        busy = bool(health and health.unfinished) and index.being_updated()
+        status, roots = index.status(), index.roots()
+    if health and health.damage:
+        raise damaged(status.name, "; ".join(health.damage))
+    if health and health.unfinished:
+        found = "; ".join(health.unfinished)
+        again = shlex.join(["l2v-search", "index", *roots, "--name", name])
+        if index_dir is not None:
+            again += f" --index-dir {shlex.quote(str(index_dir))}"
+        message = (
+            f"index '{status.name}' is being updated ({found}); check again when it is done"
+            if busy
+            else f"index '{status.name}': interrupted run ({found}): rerun `{again}` to finish it"
+        )
+        err_console.print(message, soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(EXIT_UNFINISHED)
     if check:
-        err_console.print(f"index '{status.name}' is sound: {status.files} files, {status.chunks} chunks")
+        err_console.print(
+            f"index '{status.name}' is sound: {status.files} files, {status.chunks} chunks", markup=False
+        )
     if as_json:
         print(json.dumps(status.to_dict()))
         return

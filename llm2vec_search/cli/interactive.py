@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import L2VError
-from ..indexing.search import DEFAULT_DENSE_WEIGHT, check_query
-from .app import console, err_console
+from ..indexing.options import SearchOptions
+from .app import console, err_console, print_error
 from .render import hit_details, print_hits
 
 if TYPE_CHECKING:
@@ -61,25 +61,15 @@ class _History:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.readline.write_history_file(self.path)
         except OSError as exc:
-            err_console.print(f"note: could not save the search history to {self.path}: {exc}")
+            err_console.print(f"note: could not save the search history to {self.path}: {exc}", markup=False)
 
 
 class SearchSession:
-    """Settings (k, mode, path filter) and the last hits, which `:open` refers to."""
+    """The search options (k, mode, path filter, ...) and the last hits, which `:open` refers to."""
 
-    def __init__(
-        self,
-        index: "Index",
-        k: int,
-        mode: str,
-        path_glob: str | None,
-        dense_weight: float = DEFAULT_DENSE_WEIGHT,
-    ) -> None:
-        self.dense_weight = dense_weight
+    def __init__(self, index: "Index", options: SearchOptions) -> None:
         self.index = index
-        self.k = k
-        self.mode = mode
-        self.path_glob = path_glob or None
+        self.options = options
         self.hits: list[Hit] = []
         self.terminal = sys.stdin.isatty()
         self.model_loaded = False
@@ -108,13 +98,13 @@ class SearchSession:
 
     def _load_model(self) -> None:
         """Load and warm the model up front (not on the first query), so every latency shown is a warm one."""
-        if self.mode != "bm25" and not self.model_loaded and self.index.status().chunks:
+        if self.options.mode != "bm25" and not self.model_loaded and self.index.status().chunks:
             started = time.perf_counter()
             encoder = self.index.encoder
             encoder.encode_queries(["warm-up"])
             self.model_loaded = True
             seconds = time.perf_counter() - started
-            err_console.print(f"loaded {encoder.name} in {seconds:.1f} s", highlight=False)
+            err_console.print(f"loaded {encoder.name} in {seconds:.1f} s", highlight=False, markup=False)
 
     def handle(self, line: str) -> bool:
         """Run one line; False when the session should end."""
@@ -126,22 +116,20 @@ class SearchSession:
                 return self._command(line)
             self._search(line)
         except L2VError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(exc)
         return True
 
     def _search(self, query: str) -> None:
         started = time.perf_counter()
-        self.hits = self.index.search(
-            query, k=self.k, mode=self.mode, path_glob=self.path_glob, dense_weight=self.dense_weight
-        )
+        self.hits = self.index.search(query, self.options)
         elapsed_ms = (time.perf_counter() - started) * 1000
         print_hits(self.hits, query)
         count = f"{len(self.hits)} hit{'' if len(self.hits) == 1 else 's'}"
         say(f"{count} in {elapsed_ms:.0f} ms ({self._settings()})")
 
     def _settings(self) -> str:
-        path = f", path {self.path_glob}" if self.path_glob else ""
-        return f"mode {self.mode}, k {self.k}{path}"
+        path = f", path {self.options.path_glob}" if self.options.path_glob else ""
+        return f"mode {self.options.mode}, k {self.options.k}{path}"
 
     def _command(self, line: str) -> bool:
         name, _, argument = line[1:].partition(" ")
@@ -153,17 +141,16 @@ class SearchSession:
         elif name == "k":
             if not argument.isdigit():
                 raise L2VError(f":k needs a whole number, got {argument!r}")
-            check_query(self.mode, int(argument))
-            self.k = int(argument)
-            say(f"k is now {self.k}")
+            self.options = self.options.replace(k=int(argument))
+            say(f"k is now {self.options.k}")
         elif name == "mode":
-            check_query(argument, self.k)
-            self.mode = argument
+            self.options = self.options.replace(mode=argument)
             self._load_model()
-            say(f"mode is now {self.mode}")
+            say(f"mode is now {self.options.mode}")
         elif name == "path":
-            self.path_glob = argument or None
-            say(f"path filter: {self.path_glob}" if self.path_glob else "path filter cleared")
+            self.options = self.options.replace(path_glob=argument)
+            path = self.options.path_glob
+            say(f"path filter: {path}" if path else "path filter cleared")
         elif name == "open":
             self._open(argument)
         else:

@@ -34,7 +34,9 @@ def mcp_command(
         names, index_dir, settings, lazy_models=True, model=model, device=device, dtype=dtype
     )
     try:
-        err_console.print(f"l2v-search MCP server on stdio: {', '.join(backend.indexes)}", soft_wrap=True)
+        err_console.print(
+            f"l2v-search MCP server on stdio: {', '.join(backend.indexes)}", soft_wrap=True, markup=False
+        )
         create_mcp_server(backend).run("stdio")
     finally:
         backend.close()

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from ..errors import L2VError
-from ..indexing.search import DEFAULT_MODE, check_query
+from ..indexing.options import DEFAULT_MODE, SearchOptions, check_text
 from .app import DenseWeightOption, DeviceOption, DtypeOption, app, err_console
 from .index_cmd import IndexDirOption, NameOption
 
@@ -28,30 +28,38 @@ def query_command(
         False, "--interactive", "-i", help="Open the search loop (after searching TEXT, if given)."
     ),
     dense_weight: float = DenseWeightOption,
+    no_server: bool = typer.Option(
+        False, "--no-server", help="Search here even when a running `l2v-search serve` has this index."
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
 ) -> None:
     """Search an index. Exit code 0 when something was found, 1 when nothing was, 2 on an error."""
-    check_query(mode, k, text)
+    options = SearchOptions(k=k, mode=mode, path_glob=path, dense_weight=dense_weight)
+    if text is not None:
+        check_text(text)
     if as_json and as_jsonl:
         raise L2VError("choose one of --json and --jsonl")
     if (as_json or as_jsonl) and (interactive or text is None):
         raise L2VError("--json and --jsonl need a query TEXT (they are for one-shot searches)")
-    from ..indexing import Index
+    one_shot = text is not None and not interactive
+    hits = None
+    if one_shot and not no_server and device == dtype == "auto":
+        hits = _ask_running_server(name, index_dir, text, options)
+    if hits is None:
+        from ..indexing import Index
 
-    with Index.open(name, root=index_dir, device=device, dtype=dtype) as index:
-        if interactive or text is None:
-            from .interactive import SearchSession
+        with Index.open(name, root=index_dir, device=device, dtype=dtype) as index:
+            if not one_shot:
+                from .interactive import SearchSession
 
-            SearchSession(index, k=k, mode=mode, path_glob=path, dense_weight=dense_weight).run(
-                first_query=text
-            )
-            return
-        hits = index.search(text, k=k, mode=mode, path_glob=path, dense_weight=dense_weight)
+                SearchSession(index, options).run(first_query=text)
+                return
+            hits = index.search(text, options)
     if as_json or as_jsonl:
         from .render import hits_json, hits_jsonl
 
-        output = hits_json(text, mode, k, path, hits) if as_json else hits_jsonl(hits)
+        output = hits_json(text, options, hits) if as_json else hits_jsonl(hits)
         if output:
             print(output)
     else:
@@ -62,3 +70,20 @@ def query_command(
             err_console.print("no hits")
     if not hits:
         raise typer.Exit(EXIT_NO_HITS)
+
+
+def _ask_running_server(name: str, index_dir: Path | None, text: str, options: SearchOptions) -> list | None:
+    """The hits from a running `serve` that has this index and its model loaded, or None to search here."""
+    from dataclasses import asdict
+
+    from ..indexing.location import resolve_index
+    from ..serving import ask, server_for
+
+    _, folder = resolve_index(name, index_dir)
+    server = server_for(folder)
+    found = ask(server, folder, {"query": text, **asdict(options)}) if server else None
+    if found is None:
+        return None
+    from ..indexing.search import Hit
+
+    return [Hit.from_dict(fields) for fields in found]

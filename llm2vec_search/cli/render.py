@@ -8,11 +8,12 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from rich.table import Table
 from rich.text import Text
 
+from ..indexing.options import SearchOptions
 from ..indexing.search import Hit
 from .app import console
 
@@ -181,11 +182,10 @@ def hits_plain(hits: Sequence[Hit], query: str) -> str:
     return "\n\n".join(blocks)
 
 
-def hits_json(query: str, mode: str, k: int, path_glob: str | None, hits: Sequence[Hit]) -> str:
-    return json.dumps(
-        {"query": query, "mode": mode, "k": k, "path_glob": path_glob, "hits": [h.to_dict() for h in hits]},
-        ensure_ascii=False,
-    )
+def hits_json(query: str, options: SearchOptions, hits: Sequence[Hit]) -> str:
+    """The search as asked (query and every option) and its hits, as one JSON object."""
+    document = {"query": query, **asdict(options), "hits": [h.to_dict() for h in hits]}
+    return json.dumps(document, ensure_ascii=False)
 
 
 def hits_jsonl(hits: Sequence[Hit]) -> str:

@@ -67,15 +67,20 @@ def serve(
         f"serving {', '.join(backend.indexes)} at http://{shown}:{port} (batching {batching}; "
         f"API docs at /docs{', API key required' if key else ''}); Ctrl+C stops",
         soft_wrap=True,
+        markup=False,
     )
-    uvicorn.run(
-        http_app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+    from ..serving import announce, local_url
+
+    folders = {name: served.index.path for name, served in backend.indexes.items()}
+    with announce(local_url(host, port), folders, needs_key=key is not None):  # one-shot queries may ask us
+        uvicorn.run(
+            http_app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
 
 
 def check_port_free(host: str, port: int) -> None:

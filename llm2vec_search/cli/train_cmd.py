@@ -102,9 +102,11 @@ def _train(
             options["on_phase"] = lambda name, done, total: bars.update(name, done, total, loss="-", rate="-")
         losses = train(*args, out, on_step=show, **options)
     if losses is None:
-        console.print(f"{stage}: already trained in {out}")
+        console.print(f"{stage}: already trained in {out}", markup=False)
     elif losses:
-        console.print(f"{stage}: {len(losses)} steps, last loss {losses[-1]:.4f} → {out / stage}")
+        console.print(
+            f"{stage}: {len(losses)} steps, last loss {losses[-1]:.4f} → {out / stage}", markup=False
+        )
 
 
 def _train_on_texts(

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import L2VError
+from ..paths import CACHE_ENV, cache_dir
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "L2V_SEARCH_CACHE_DIR"
 CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache entries are not reused
 # What a first use of the default's GGUF file costs: 37.5 CPU seconds (user + system) measured for issue 23;
 # `python benchmarks/query_latency.py --first-use` measures it again.
@@ -42,14 +42,6 @@ class GGUFSource:
     locate: Callable[[Path], Path]  # given a scratch dir, returns the .gguf path (assembling it if needed)
     description: str
     install_hint: str = ""
-
-
-def cache_dir() -> Path:
-    """Where converted models live: $L2V_SEARCH_CACHE_DIR, else $XDG_CACHE_HOME/l2v-search, else ~/.cache."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "l2v-search"
 
 
 def _package_dir(module: str) -> Path | None:

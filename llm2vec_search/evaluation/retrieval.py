@@ -19,7 +19,7 @@ from ..encoder import Encoder
 from ..encoder.models import cache_dir
 from ..indexing.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ..indexing.index import Index
-from ..indexing.search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, check_query
+from ..indexing.options import SearchOptions
 from ..indexing.settings import SPECIAL_TOKEN_ROOM
 from .beir import BeirDataset
 from .metrics import mean_metrics
@@ -122,13 +122,13 @@ def build_eval_index(
 def rank_documents(
     index: Index,
     queries: dict[str, str],
-    mode: str,
+    options: SearchOptions,
     depth: int = DOC_DEPTH,
     progress: ProgressCallback | None = None,
-    dense_weight: float = DEFAULT_DENSE_WEIGHT,
     query_vectors: dict[str, np.ndarray] | None = None,
 ) -> dict[str, list[str]]:
-    """query id → doc ids, best first: chunks searched deep enough to yield `depth` distinct documents.
+    """query id → doc ids, best first: chunks searched (as `options` say, but for `k`) deep enough to yield
+    `depth` distinct documents.
     `query_vectors` (query id → vector), when given, are used instead of embedding the queries.
 
     The first pass asks for twice the average chunks per document times `depth`; queries that still come up
@@ -146,11 +146,7 @@ def rank_documents(
             batch = pending[start : start + QUERY_BATCH]
             vectors = np.stack([query_vectors[q] for q in batch]) if query_vectors else None
             results = index.search_many(
-                [queries[q] for q in batch],
-                k=k,
-                mode=mode,
-                query_vectors=vectors,
-                dense_weight=dense_weight,
+                [queries[q] for q in batch], options.replace(k=k), query_vectors=vectors
             )
             for query_id, hits in zip(batch, results, strict=True):
                 docs = list(dict.fromkeys(hit.path for hit in hits))
@@ -179,17 +175,16 @@ def eval_chunking(
 def run_retrieval(
     dataset: BeirDataset,
     encoder: Encoder,
-    mode: str = DEFAULT_MODE,
+    options: SearchOptions = SearchOptions(),
     chunk_tokens: int | None = None,
     overlap_tokens: int | None = None,
     progress: ProgressCallback | None = None,
-    dense_weight: float = DEFAULT_DENSE_WEIGHT,
     query_vectors: dict[str, np.ndarray] | None = None,
 ) -> RetrievalResult:
     """Index the corpus (or reuse the cached index), search every judged query, and score the rankings
-    (`dense_weight` and `query_vectors` as in `rank_documents`)."""
-    check_query(mode)
+    (`options` and `query_vectors` as in `rank_documents`)."""
     chunk_tokens, overlap_tokens = eval_chunking(encoder.max_length, chunk_tokens, overlap_tokens)
+    mode = options.mode
     indexing_encoder = LexicalOnlyEncoder(encoder) if mode == "bm25" else encoder
     started = time.perf_counter()
     index, embedded = build_eval_index(dataset, indexing_encoder, chunk_tokens, overlap_tokens, progress)
@@ -198,12 +193,7 @@ def run_retrieval(
         status = index.status()
         started = time.perf_counter()
         rankings = rank_documents(
-            index,
-            dataset.queries,
-            mode,
-            progress=progress,
-            dense_weight=dense_weight,
-            query_vectors=query_vectors,
+            index, dataset.queries, options, progress=progress, query_vectors=query_vectors
         )
         search_seconds = time.perf_counter() - started
     return RetrievalResult(

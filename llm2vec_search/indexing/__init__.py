@@ -1,8 +1,9 @@
 """Indexing: files → chunks → vectors → index → hits.
 
 `discover` finds files, `extract` reads their text, `chunking` cuts it into chunks, `update` embeds and
-stores them (`store`: SQLite and FTS5; `vectors`: FAISS), `search` ranks them; `location` and `settings`
-say where an index lives and what it was built with; `Index` is the front over all of it.
+stores them (`store`: SQLite and FTS5; `vectors`: FAISS), `search` ranks them as `options` (`SearchOptions`)
+ask; `location` and `settings` say where an index lives and what it was built with; `Index` is the front over
+all of it.
 
 The public names are imported lazily, so that reading a constant from `indexing.search` does not load FAISS.
 """
@@ -14,6 +15,7 @@ _LAZY = {
     "Document": "extract",
     "Hit": "search",
     "Index": "index",
+    "SearchOptions": "options",
     "IndexStatus": "index",
     "IndexSettings": "settings",
     "UpdateProgress": "update",

@@ -6,10 +6,13 @@ whole run.
 HTML headings come out as Markdown `#` lines so the chunker can use them as chunk headings.
 """
 
+import functools
+import io
 import logging
 import re
 import stat
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -99,6 +102,50 @@ def extract(path: Path, time_limit: float = EXTRACT_SECONDS) -> Document:
     if not text.strip():
         raise SkipFile("empty")
     return Document(path=str(path), text=text, kind=kind)
+
+
+@dataclass
+class Lines:
+    """Lines `start`..`end` of a document (1-based, inclusive), cut to a size; see `read_lines`."""
+
+    text: str
+    start: int
+    end: int
+    total: int
+    truncated: bool
+
+
+def read_lines(path: Path, start: int = 1, end: int | None = None, max_chars: int = 100_000) -> Lines:
+    """Lines `start`..`end` (default: the last) of the file's text as `extract` gives it, split at "\n" as
+    search hits count lines, at most `max_chars` characters of them. Plain text is streamed, so a huge file
+    costs the memory of the lines returned; a PDF's or HTML file's text is extracted once per file version."""
+    info = path.stat()
+    with open(path, "rb") as handle:
+        utf16 = handle.read(2) in UTF16_BOMS
+    source = (
+        nullcontext(_extracted_lines(path, info.st_mtime_ns, info.st_size))
+        if kind_of(path) in ("pdf", "html") or utf16
+        # universal newlines: "\r\n" and "\r" end lines, as in `extract`
+        else open(path, encoding="utf-8-sig", newline=None)  # noqa: SIM115  (closed by `with`)
+    )
+    kept: list[str] = []
+    size = total = 0
+    with source as lines:
+        try:
+            for total, line in enumerate(lines, start=1):
+                if start <= total and (end is None or total <= end) and size <= max_chars:
+                    kept.append(line)
+                    size += len(line)
+        except UnicodeDecodeError:
+            raise SkipFile("undecodable") from None
+    text = "".join(kept)
+    return Lines(text[:max_chars], start, min(end or total, total), total, len(text) > max_chars)
+
+
+@functools.lru_cache(maxsize=4)
+def _extracted_lines(path: Path, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """A file's extracted text in lines, for one version of it (its mtime and size are in the cache's key)."""
+    return tuple(io.StringIO(extract(path).text))
 
 
 def _require_regular_file(path: Path) -> None:

@@ -1,7 +1,8 @@
 """What makes an index damaged, and the checks that find it: on every open (cheap), and in full for
-`l2v-search status --check` and `doctor`. Every finding is a sentence for `location.damaged`.
+`l2v-search status --check`. Every finding is a sentence (damage for `location.damaged`).
 """
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import L2VError
@@ -50,25 +51,40 @@ def read_vectors(store: Store, dim: int, path: Path) -> tuple[VectorIndex, str |
     return vectors, None
 
 
-def problems(store: Store, vectors_path: Path) -> list[str]:
-    """Everything wrong with an index (empty when it is sound): SQLite's integrity, a vector for every
-    committed chunk and no other, a full-text entry for every chunk, a model that is on this machine."""
+@dataclass
+class Health:
+    """What `check` found: `damage` (the index needs a rebuild) and `unfinished` (what an interrupted or
+    running update leaves, which the next update cleans up and completes)."""
+
+    damage: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+
+def check(store: Store, vectors_path: Path) -> Health:
+    """Everything wrong with an index: SQLite's integrity, a vector for every committed chunk, a full-text
+    entry for every chunk, a model that is on this machine (damage); vectors that belong to no committed
+    chunk, pending chunks and files half written (an update was cut short, or is running)."""
     from ..encoder.models import check_model_available
 
     damage = store.integrity_damage()
     if damage:
-        return [damage]
+        return Health([damage])
     settings = IndexSettings.read(store)
     vectors, problem = read_vectors(store, settings.dim, vectors_path)
-    found = [problem] if problem else []
+    health = Health([problem] if problem else [])
     if not problem:
         lost, orphans = vector_mismatch(store, vectors)
         if lost:
-            found.append(f"{len(lost)} chunks have no vector")
+            health.damage.append(f"{len(lost)} chunks have no vector")
         if orphans:
-            found.append(f"{len(orphans)} vectors belong to no chunk")
+            health.unfinished.append(f"{len(orphans)} vectors belong to no chunk")
+    pending, files = store.unfinished()
+    if pending:
+        health.unfinished.append(f"{pending} chunks are not committed")
+    if files:
+        health.unfinished.append(f"{files} files are half indexed")
     try:
         check_model_available(settings.model)
     except L2VError as exc:
-        found.append(str(exc))
-    return found
+        health.damage.append(str(exc))
+    return health

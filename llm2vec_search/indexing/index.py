@@ -6,7 +6,6 @@ pipeline) and `search` (ranking). Updates are incremental: unchanged files are r
 sha256. Searches only read, and see the last committed state.
 """
 
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,20 +18,25 @@ from ..errors import L2VError
 from .discover import discover, is_under, path_key
 from .embedding import ChunkEmbedder
 from .extract import Document
-from .health import open_sound_store, problems, read_vectors
+from .health import Health, check, open_sound_store, read_vectors
 from .location import (
+    check_index_folder,
     damaged,
     file_signature,
     folder_size,
     inode,
+    is_locked,
+    make_folder,
     missing_index,
     recover_swap,
+    remove_index,
     resolve_index,
     staging_folder,
     swap_in,
     take_lock,
 )
-from .search import DEFAULT_DENSE_WEIGHT, DEFAULT_MODE, Hit, check_dense_weight, check_query, rank_queries
+from .options import SearchOptions, check_text
+from .search import Hit, rank_queries
 from .settings import (
     IndexSettings,
     IndexStatus,
@@ -79,6 +83,7 @@ class Index:
         self._db_inode = inode(self._folder / DB_NAME)
         self._lock_handle: IO[str] | None = None
         self._created_here = False
+        self._created_dirs: list[Path] = []  # the folders this index made, removed with it if it stays empty
         self._wanted_index_type: str | None = None
 
     # opening and closing
@@ -108,11 +113,14 @@ class Index:
         name, folder = resolve_index(name_or_path, root)
         if index_type is not None and index_type not in INDEX_TYPES:
             raise L2VError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-        existed = folder.exists()
-        # A writer locks before it touches anything (a rebuild's side folder included).
-        lock = take_lock(folder, name) if create or rebuild else None
+        recover_swap(folder)
+        had_index = (folder / DB_NAME).exists() or (folder / VECTORS_NAME).exists()
+        lock, created = None, []
+        if create or rebuild:  # a writer locks before it touches anything (a rebuild's side folder included)
+            check_index_folder(folder)
+            created = make_folder(folder)
+            lock = take_lock(folder, name)
         try:
-            recover_swap(folder)
             store = None if rebuild else open_sound_store(name, folder)
             if store is not None:
                 index = cls(name, folder, store, None, False, device, dtype)
@@ -124,13 +132,15 @@ class Index:
                 index = cls._start(
                     name, folder, model, rebuild, chunk_tokens, overlap_tokens, index_type, device, dtype
                 )
+                if index._created_here:
+                    index._created_dirs = created
             else:
                 raise missing_index(name, folder, root)
         except BaseException:
             if lock is not None:
                 lock.close()
-                if not existed:
-                    shutil.rmtree(folder, ignore_errors=True)
+                if not had_index:
+                    remove_index(folder, created)
             raise
         index._lock_handle = lock
         return index
@@ -157,8 +167,8 @@ class Index:
         chunk_tokens, overlap_tokens = new_chunking(info, chunk_tokens, overlap_tokens)
         check_chunking(encoder, chunk_tokens, overlap_tokens)
         target = staging_folder(folder) if old else folder
-        if old:
-            shutil.rmtree(target, ignore_errors=True)
+        if old:  # what an interrupted rebuild left
+            remove_index(target)
         store = Store.open(target, create=True)
         spec = model_spec(model if model is not None else recorded)
         write_new_settings(
@@ -166,14 +176,16 @@ class Index:
         )
         index = cls(name, folder, store, encoder, old, device, dtype)
         index._created_here = not old
+        index._created_dirs = [target] if old else []
         return index
 
     def close(self) -> None:
-        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind."""
+        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind: the
+        files it wrote and the folders it made, never anything else."""
         unused = self._created_here and not self._staging and self.store.counts()[1] == 0
         self.store.close()
         if self._staging or unused:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            remove_index(self._folder, self._created_dirs)
         self._release_lock()
 
     def __enter__(self) -> "Index":
@@ -198,9 +210,11 @@ class Index:
             self._encoder = self.load_encoder()
         return self._encoder
 
-    def load_encoder(self, spec: str | None = None) -> "Encoder":
-        """Load the spec the index records, or `spec` instead; either must give the index's fingerprint."""
-        return load_index_encoder(self.settings, self.name, spec, self._device, self._dtype)
+    def load_encoder(self, spec: str | None = None, settings: IndexSettings | None = None) -> "Encoder":
+        """Load the spec the index records, or `spec` instead; either must give the index's fingerprint.
+        `settings`: the index's, read beforehand (by a server under its lock, so the load, which takes
+        seconds, does not hold it)."""
+        return load_index_encoder(settings or self.settings, self.name, spec, self._device, self._dtype)
 
     def roots(self) -> list[str]:
         """The folders and files that updates were given (absolute), so readers know what the index covers."""
@@ -226,68 +240,66 @@ class Index:
         """(committed chunks without a vector, vectors without a committed chunk); see `update`."""
         return vector_mismatch(self.store, self.vectors)
 
-    def check(self) -> list[str]:
-        """Everything wrong with the index (empty when it is sound); see `health.problems`."""
-        return problems(self.store, self._folder / VECTORS_NAME)
+    def check(self) -> Health:
+        """Everything wrong with the index, and what an unfinished update left; see `health.check`."""
+        return check(self.store, self._folder / VECTORS_NAME)
+
+    def being_updated(self) -> bool:
+        """Whether another process holds the write lock now (its update's traces are expected, then)."""
+        return self._lock_handle is None and is_locked(self.path)
 
     def refresh(self) -> bool:
-        """Re-read the database and vectors if another process replaced them; True if anything was re-read."""
+        """Re-read the database and vectors if another process replaced them; True if anything was re-read.
+
+        A rebuild's swap replaces both at once, so the database is checked again after the vectors: if it
+        changed meanwhile, both are read again, and a search never pairs one index's vectors with another's
+        chunks."""
         changed = False
         db = self._folder / DB_NAME
-        if self._db_inode != inode(db) and db.exists():
-            self.store.close()
-            self.store = Store.open(self._folder)
-            self._db_inode = inode(db)
-            if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
-                self._encoder = None
-            changed = True
-        if (
-            self._vectors is not None
-            and file_signature(self._folder / VECTORS_NAME) != self._vectors_signature
-        ):
-            self._load_vectors()
-            changed = True
-        return changed
+        if not self._staging and not db.exists():
+            recover_swap(self.path)  # between a swap's two renames: wait for the index to be back
+        while True:
+            current = inode(db)
+            if current is not None and current != self._db_inode:
+                self.store.close()
+                self._db_inode = current
+                self.store = Store.open(self._folder)
+                if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
+                    self._encoder = None
+                changed = True
+            vectors = self._folder / VECTORS_NAME
+            if self._vectors is not None and file_signature(vectors) != self._vectors_signature:
+                self._load_vectors()
+                changed = True
+            if inode(db) in (None, self._db_inode):
+                return changed
 
     # searching
     def search(
-        self,
-        text: str,
-        k: int = 10,
-        mode: str = DEFAULT_MODE,
-        path_glob: str | None = None,
-        query_vector: np.ndarray | None = None,
-        dense_weight: float = DEFAULT_DENSE_WEIGHT,
+        self, text: str, options: SearchOptions = SearchOptions(), query_vector: np.ndarray | None = None
     ) -> list[Hit]:
         """`search_many` for one text (and its vector, when embedded elsewhere)."""
         vectors = None if query_vector is None else np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        return self.search_many(
-            [text], k=k, mode=mode, path_glob=path_glob, query_vectors=vectors, dense_weight=dense_weight
-        )[0]
+        return self.search_many([text], options, query_vectors=vectors)[0]
 
     def search_many(
         self,
         texts: Sequence[str],
-        k: int = 10,
-        mode: str = DEFAULT_MODE,
-        path_glob: str | None = None,
+        options: SearchOptions = SearchOptions(),
         query_vectors: np.ndarray | None = None,
-        dense_weight: float = DEFAULT_DENSE_WEIGHT,
     ) -> list[list[Hit]]:
-        """The one way to search: `mode` ("bm25", "dense" or "hybrid") for each text, best `k` hits each,
-        only in files matching `path_glob`. Dense and hybrid queries are embedded in one batch, with the
-        query instruction, unless `query_vectors` (one row per text, embedded elsewhere) are given.
-        `dense_weight`: the dense list's weight against BM25's 1 in hybrid fusion."""
+        """The one way to search: the best `options.k` hits for each text, under `options` (mode, path
+        filter, hybrid weight). Dense and hybrid queries are embedded in one batch, with the query
+        instruction, unless `query_vectors` (one row per text, embedded elsewhere) are given."""
         for text in texts:
-            check_query(mode, k, text)
-        check_dense_weight(dense_weight)
+            check_text(text)
         self.refresh()
         vectors = None
-        if mode != "bm25":  # BM25 needs only SQLite
+        if options.mode != "bm25":  # BM25 needs only SQLite
             vectors = self.vectors
             if query_vectors is None and vectors.count:
                 query_vectors = self.encoder.encode_queries(list(texts))
-        return rank_queries(self.store, vectors, texts, query_vectors, k, mode, path_glob, dense_weight)
+        return rank_queries(self.store, vectors, texts, query_vectors, options)
 
     # status
     def status(self) -> IndexStatus:
@@ -306,27 +318,33 @@ class Index:
     ) -> UpdateSummary:
         """Bring the index in line with the files under `paths`: add new, re-embed changed, drop deleted.
 
-        Files indexed earlier from outside `paths` are left alone. Finding nothing to index raises `L2VError`
-        and changes nothing. `checkpoint_seconds` fixes how often vectors are saved and their chunks
-        committed (0: after every batch); by default it grows with the cost of a save. `embedder` (default:
-        the index's encoder, here) embeds the chunks, e.g. on a Ray cluster (`ray_embed`).
+        Files indexed earlier from outside `paths` are left alone. Finding nothing to index, and nothing
+        indexed earlier under `paths` to remove, raises `L2VError` and changes nothing. `checkpoint_seconds`
+        fixes how often vectors are saved and their chunks committed (0: after every batch); by default it
+        grows with the cost of a save. `embedder` (default: the index's encoder, here) embeds the chunks,
+        e.g. on a Ray cluster (`ray_embed`).
         """
         started = time.monotonic()
         roots = [Path(p) for p in paths]
-        discovery = discover(roots, include, exclude)
-        if not discovery.files:
-            skipped = ", ".join(f"{n} {reason}" for reason, n in discovery.skipped.most_common())
-            self._discard_if_new()
-            raise L2VError(
-                f"nothing to index under {', '.join(map(str, roots))}: no readable text files"
-                + (f" (skipped: {skipped})" if skipped else "")
-            )
-        found = {path_key(p): p for p in discovery.files}
         root_keys = [path_key(p) for p in roots]
+        self._take_lock()  # before the walk, so that a busy index costs a retrying watcher nothing
+        try:
+            discovery = discover(roots, include, exclude)
+            if not discovery.files and not any(is_under(path, root_keys) for path in self.store.files()):
+                skipped = ", ".join(f"{n} {reason}" for reason, n in discovery.skipped.most_common())
+                self._discard_if_new()
+                raise L2VError(
+                    f"nothing to index under {', '.join(map(str, roots))}: no readable text files"
+                    + (f" (skipped: {skipped})" if skipped else "")
+                )
+        except BaseException:
+            self._release_lock()
+            raise
+        found = {path_key(p): p for p in discovery.files}
         summary = UpdateSummary(skipped=dict(discovery.skipped))
         with self._writing(summary, progress, checkpoint_seconds, started, embedder) as run:
             write_roots(self.store, list({*self.roots(), *root_keys}))
-            known = self.store.files()
+            known = self.store.files()  # as `reconcile` left them
             removed = [path for path in known if path not in found and is_under(path, root_keys)]
             run.apply(run.scan(found, known), removed, self.settings.index_type)
         return run.summary
@@ -352,8 +370,7 @@ class Index:
         embedder: ChunkEmbedder | None = None,
     ) -> Iterator[UpdateRun]:
         """Hold the write lock, reconcile after any crash; on success record the run (and swap a rebuild)."""
-        if self._lock_handle is None:
-            self._lock_handle = take_lock(self.path, self.name)
+        self._take_lock()
         path = self._folder / VECTORS_NAME
         try:
             if self._wanted_index_type:
@@ -383,6 +400,10 @@ class Index:
                 self._vectors_signature = file_signature(self._folder / VECTORS_NAME)
             self._release_lock()
 
+    def _take_lock(self) -> None:
+        if self._lock_handle is None:
+            self._lock_handle = take_lock(self.path, self.name)
+
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
             self._lock_handle.close()
@@ -400,6 +421,6 @@ class Index:
         """A rebuild that found nothing to index leaves nothing behind (a new index is removed on close)."""
         if self._staging:
             self.store.close()
-            shutil.rmtree(self._folder, ignore_errors=True)
+            remove_index(self._folder, self._created_dirs)
             self._staging = False
             self.store = Store.open(self.path)

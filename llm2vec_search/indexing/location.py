@@ -5,16 +5,30 @@ and the write lock. Only paths and files here; nothing opens a database.
 import fcntl
 import os
 import re
-import shutil
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from ..errors import L2VError
 from .store import DB_NAME
+from .vectors import VECTORS_NAME
 
 INDEX_DIR_ENV = "L2V_SEARCH_INDEX_DIR"
 DEFAULT_INDEX_DIR = Path("indexes")
 LOCK_NAME = "write.lock"
+# Every file an index writes in its folder: the program creates and deletes these and nothing else there.
+INDEX_FILES = (
+    DB_NAME,
+    f"{DB_NAME}-wal",
+    f"{DB_NAME}-shm",
+    f"{DB_NAME}-journal",
+    VECTORS_NAME,
+    f"{VECTORS_NAME}.tmp",
+    LOCK_NAME,
+)
+# How long a reader waits for a rebuild's swap, which another process is doing, to put the index back.
+SWAP_WAIT_SECONDS = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -74,35 +88,110 @@ def own_folders(folder: Path) -> list[Path]:
 
 
 def recover_swap(folder: Path) -> None:
-    """Finish a rebuild swap that a crash interrupted between its two renames."""
+    """Finish a rebuild swap that a crash interrupted between its two renames. The swapping writer holds the
+    lock in the old folder until it is done, so a swap in progress is waited for, never finished by another
+    process."""
     retired, staging = retired_folder(folder), staging_folder(folder)
-    if not folder.exists() and retired.exists():
-        os.replace(staging if staging.exists() else retired, folder)
-    if folder.exists() and retired.exists():
-        shutil.rmtree(retired, ignore_errors=True)
+    if not retired.exists():
+        return
+    try:
+        lock = _try_lock(retired)
+    except OSError:  # gone meanwhile: another process finished the swap
+        return
+    if lock is None:  # a writer is swapping right now: the folder is back within moments
+        deadline = time.monotonic() + SWAP_WAIT_SECONDS
+        while not folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return
+    with lock:
+        if not folder.exists():
+            os.replace(staging if staging.exists() else retired, folder)
+        if retired.exists():
+            remove_index(retired, [retired])
 
 
 def swap_in(folder: Path) -> None:
     """Put the finished rebuild in place of the old folder (a crash between renames is fixed on open)."""
     retired = retired_folder(folder)
-    shutil.rmtree(retired, ignore_errors=True)
+    remove_index(retired, [retired])
+    if retired.exists():
+        raise L2VError(f"{retired} holds files that are not part of an index; move them away and rerun")
     os.replace(folder, retired)
     os.replace(staging_folder(folder), folder)
-    shutil.rmtree(retired, ignore_errors=True)
+    remove_index(retired, [retired])
 
 
-def take_lock(folder: Path, name: str) -> IO[str]:
-    """The index's write lock (an flock: a killed holder frees it); L2VError if another process has it."""
+def check_index_folder(folder: Path) -> None:
+    """Refuse to make an index in a folder that holds anything but an index: its files are the user's."""
+    if (folder / DB_NAME).exists() or not folder.exists():
+        return
+    if not folder.is_dir():
+        raise L2VError(f"{folder} is a file, not an index folder; name a new or empty folder for the index")
+    others = sorted(entry.name for entry in folder.iterdir() if entry.name not in INDEX_FILES)
+    if others:
+        raise L2VError(
+            f"{folder} is not an index and not empty (it holds {others[0]!r} and {len(others) - 1} more); "
+            "name a new or empty folder for the index"
+        )
+
+
+def make_folder(folder: Path) -> list[Path]:
+    """`mkdir -p folder`; returns the folders it created, deepest first (for `remove_index`)."""
+    created = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held until released)
+    return created
+
+
+def remove_index(folder: Path, created: Sequence[Path] = ()) -> None:
+    """Delete an index's own files in `folder`, one by one, then those of the folders in `created` (deepest
+    first) that this left empty; nothing else, so whatever else a folder holds stays."""
+    for name in INDEX_FILES:
+        (folder / name).unlink(missing_ok=True)
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty, or already gone
+            return
+
+
+def _try_lock(folder: Path) -> IO[str] | None:
+    """The lock of an existing folder, None if another process holds it; OSError if it cannot be opened."""
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (the caller closes it)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise L2VError(
-            f"index '{name}' is being updated by another process; try again when it is done"
-        ) from None
+        return None
     return handle
+
+
+def take_lock(folder: Path, name: str) -> IO[str]:
+    """The index's write lock (an flock: a killed holder frees it); L2VError if another process has it."""
+    recover_swap(folder)  # so that a swap in progress gets its folder back before this one is made
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = _try_lock(folder)
+    except OSError as exc:
+        raise L2VError(f"cannot write index folder {folder}: {exc.strerror}") from exc
+    if handle is None:
+        raise L2VError(f"index '{name}' is being updated by another process; try again when it is done")
+    return handle
+
+
+def is_locked(folder: Path) -> bool:
+    """Whether a process holds the write lock of the index at `folder`."""
+    try:
+        handle = _try_lock(folder)
+    except OSError:  # no folder, or not ours to write: nobody can be writing it through us
+        return False
+    if handle is None:
+        return True
+    handle.close()
+    return False
 
 
 def folder_size(folder: Path) -> int:

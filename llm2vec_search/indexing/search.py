@@ -1,9 +1,10 @@
 """Ranking over an index's two halves: dense (FAISS), BM25 (SQLite FTS5) and hybrid (a weighted sum of the two
 lists' scaled scores).
 
-`Index.search_many` is the way in: it checks the query (`check_query`), brings the query vectors, and calls
-`rank_queries`. Everything here only reads the store and the vectors. `Hit` is what every front end (CLI,
-HTTP and MCP servers, evaluation) receives: a ranked stored `Chunk` with its scores.
+`Index.search_many` is the way in: it checks the query texts (the `SearchOptions` were checked when built),
+brings the query vectors, and calls `rank_queries`. Everything here only reads the store and the vectors.
+`Hit` is what every front end (CLI, HTTP and MCP servers, evaluation) receives: a ranked stored `Chunk` with
+its scores, and `Hit.to_dict` is how every one of them serializes it.
 """
 
 import importlib.util
@@ -18,24 +19,14 @@ import numpy as np
 
 from ..errors import L2VError
 from .chunking import Chunk
+from .options import SearchOptions
 
 if TYPE_CHECKING:
     from .store import Store
     from .vectors import VectorIndex
 
-SEARCH_MODES = ("dense", "bm25", "hybrid")
-# The mode used when none is given (CLI, library, server), chosen on measured nDCG@10 with the shipped default
-# model: hybrid beats BM25 on squad_dev (0.892 vs 0.884, where the weight below was chosen) and on SciFact
-# test (0.702 vs 0.689); dense alone is 0.607 and 0.577 (README, Quality).
-DEFAULT_MODE = "hybrid"
-# Weight of the dense list against BM25's (1.0) in hybrid fusion, chosen on squad_dev with the shipped default
-# (`benchmarks/fusion.py`: nDCG@10 0.866 / 0.884 / 0.887 / 0.892 / 0.891 at 1 / 0.5 / 0.35 / 0.25 / 0.15;
-# BM25 alone 0.884).
-DEFAULT_DENSE_WEIGHT = 0.25
 # The lowest score each retriever can give, from which hybrid fusion scales its scores.
 LOWEST_COSINE, LOWEST_BM25 = -1.0, 0.0
-# More hits than anyone reads; also keeps k inside what SQLite and FAISS accept (a 64-bit k overflows them).
-MAX_K = 10_000
 # Each retriever's list is taken this deep (at least k) before fusion.
 FUSION_DEPTH = 50
 # With a path filter, FAISS is asked for this many times k first, then more until enough hits pass the filter.
@@ -46,21 +37,15 @@ BM25_MATCH_BUDGET = 20_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-# A hit's fields as the CLI's JSON and the HTTP API return them.
-HIT_FIELDS = (
-    "rank",
-    "score",
-    "chunk_id",
-    "path",
-    "start_line",
-    "end_line",
-    "start_char",
-    "end_char",
-    "heading",
-    "text",
-    "dense_score",
-    "bm25_score",
-)
+# A stored chunk's fields as every front end returns them (a hit's, and MCP's `get_chunk`).
+CHUNK_FIELDS = ("chunk_id", "path", "start_line", "end_line", "start_char", "end_char", "heading", "text")
+# A hit's fields as the CLI's JSON, the HTTP API and the MCP search tool return them.
+HIT_FIELDS = ("rank", "score", *CHUNK_FIELDS, "dense_score", "bm25_score")
+
+
+def chunk_dict(chunk: Chunk) -> dict:
+    """A stored chunk, flat, as `CHUNK_FIELDS` name its fields."""
+    return {name: getattr(chunk, "id" if name == "chunk_id" else name) for name in CHUNK_FIELDS}
 
 
 class _FromChunk:
@@ -93,8 +78,19 @@ class Hit:
     text = _FromChunk()
 
     def to_dict(self) -> dict:
-        """The hit as the CLI's JSON and the HTTP API return it: flat, the chunk's fields inline."""
+        """The hit as every front end returns it (CLI JSON, HTTP, MCP): flat, the chunk's fields inline."""
         return {name: getattr(self, name) for name in HIT_FIELDS}
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Hit":
+        """The inverse of `to_dict`: a hit as a server returned it (a one-shot query answered by `serve`)."""
+        chunk = Chunk(
+            **{name: fields[name] for name in ("text", "start_char", "end_char", "start_line", "end_line")},
+            heading=fields["heading"],
+            id=fields["chunk_id"],
+            path=fields["path"],
+        )
+        return cls(fields["rank"], fields["score"], chunk, fields["dense_score"], fields["bm25_score"])
 
 
 def path_matcher(path_glob: str | None) -> Callable[[str], bool] | None:
@@ -130,12 +126,15 @@ def english_stopwords() -> frozenset[str]:
     return frozenset(module.STOPWORDS_EN)
 
 
-def query_words(text: str, stopwords: frozenset[str] | None = None) -> list[str]:
+def query_words(text: str, stopwords: frozenset[str] | None = None, distinct: bool = True) -> list[str]:
     """The user's distinct lowercase words less English stopwords. Stopwords match nearly every chunk: in a
     long natural-language query they add noise to the ranking and most of its cost. A query of stopwords
-    only keeps them all."""
+    only keeps them all. Each word counts once: scoring a repeated word per occurrence, as Lucene does, ranked
+    worse on every set measured, most on long questions (`benchmarks/bm25_parity.py`); `distinct=False`
+    keeps the repeats."""
     stopwords = english_stopwords() if stopwords is None else stopwords
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    words = [w.lower() for w in _WORD.findall(text)]
+    words = list(dict.fromkeys(words)) if distinct else words
     return [word for word in words if word not in stopwords] or words
 
 
@@ -182,22 +181,6 @@ def convex_fusion(
     return fused
 
 
-def check_query(mode: str, k: int | None = None, text: str | None = None) -> None:
-    """The one check of a search: its mode and, each when given, its k and its text (the CLI checks what
-    it has before it loads anything; `Index.search_many` checks everything)."""
-    if mode not in SEARCH_MODES:
-        raise L2VError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
-    if k is not None and not 1 <= k <= MAX_K:
-        raise L2VError(f"k must be from 1 to {MAX_K}, got {k}")
-    if text is not None and (not isinstance(text, str) or not text.strip()):
-        raise L2VError("the query is empty")
-
-
-def check_dense_weight(weight: float) -> None:
-    if not 0 <= weight <= 100:
-        raise L2VError(f"dense weight must be between 0 and 100, got {weight}")
-
-
 def dense_ranking(
     store: "Store", vectors: "VectorIndex", query_vector: np.ndarray, depth: int, matches=None
 ) -> list[tuple[Chunk, float]]:
@@ -230,7 +213,7 @@ def rank_hits(
     dense: list[tuple[Chunk, float]] | None,
     bm25: list[tuple[Chunk, float]] | None,
     k: int,
-    dense_weight: float = DEFAULT_DENSE_WEIGHT,
+    dense_weight: float,
 ) -> list[Hit]:
     """Turn one retriever's list into hits, or fuse both (`convex_fusion`) when both are given."""
     dense_scores = {row.id: score for row, score in dense or []}
@@ -259,14 +242,12 @@ def rank_queries(
     vectors: "VectorIndex | None",
     texts: Sequence[str],
     query_vectors: np.ndarray | None,
-    k: int,
-    mode: str,
-    path_glob: str | None = None,
-    dense_weight: float = DEFAULT_DENSE_WEIGHT,
+    options: SearchOptions,
 ) -> list[list[Hit]]:
-    """Rank each text's hits under `mode`; `query_vectors` (one row per text) serve dense ranking, which
-    finds nothing without them or without vectors. Checked input only: `Index.search_many` checks it."""
-    matches = path_matcher(path_glob)
+    """Rank each text's hits under `options`; `query_vectors` (one row per text) serve dense ranking, which
+    finds nothing without them or without vectors. Checked texts only: `Index.search_many` checks them."""
+    k, mode = options.k, options.mode
+    matches = path_matcher(options.path_glob)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
     can_rank_dense = query_vectors is not None and vectors is not None and vectors.count > 0
     results = []
@@ -275,5 +256,5 @@ def rank_queries(
         if mode != "bm25":
             dense = dense_ranking(store, vectors, query_vectors[i], depth, matches) if can_rank_dense else []
         bm25 = bm25_ranking(store, text, depth, matches) if mode != "dense" else None
-        results.append(rank_hits(dense, bm25, k, dense_weight))
+        results.append(rank_hits(dense, bm25, k, options.dense_weight))
     return results

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..errors import L2VError
+from ..errors import L2VError, write_failed
 from .chunking import Chunk
 
 FORMAT_VERSION = 1
@@ -197,14 +197,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so a busy reader cannot deadlock us."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so a busy reader cannot deadlock us. A
+        write SQLite refuses (a full disk, a busy database) rolls back and raises `L2VError`."""
         try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise write_failed(self.path, str(exc)) from exc
 
     # info
     def get_info(self, key: str, default: str | None = None) -> str | None:
@@ -311,6 +316,13 @@ class Store:
         files = self.conn.execute("SELECT count(*) FROM files WHERE sha256 IS NOT NULL").fetchone()[0]
         chunks = self.conn.execute("SELECT count(*) FROM chunks WHERE committed = 1").fetchone()[0]
         return int(files), int(chunks)
+
+    def unfinished(self) -> tuple[int, int]:
+        """(chunks not yet committed, files being (re)written): both 0 unless an update is running or was cut
+        short."""
+        pending = self.conn.execute("SELECT count(*) FROM chunks WHERE committed = 0").fetchone()[0]
+        files = self.conn.execute("SELECT count(*) FROM files WHERE sha256 IS NULL").fetchone()[0]
+        return int(pending), int(files)
 
     def fts_count(self) -> int:
         """Rows in the FTS index (for consistency checks)."""

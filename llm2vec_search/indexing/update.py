@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import L2VError
 from .chunking import Chunk, chunk_document
 from .embedding import ChunkEmbedder, LocalEmbedder
-from .extract import Document, SkipFile, extract
+from .extract import Document, SkipFile, extract, kind_of
 from .settings import write_vector_index
 from .store import FileRecord, Store
 from .vectors import VectorIndex
@@ -135,6 +135,9 @@ class UpdateRun:
         work = []
         for done, (key, path) in enumerate(found.items(), start=1):
             old = known.get(key)
+            if old is None and kind_of(path) is None:  # a binary format by its name: not even read
+                self.summary.skip("binary")
+                continue
             try:
                 stat = path.stat()
                 if old and old.sha256 and (old.mtime_ns, old.size) == (stat.st_mtime_ns, stat.st_size):

@@ -11,15 +11,15 @@ Vectors are L2-normalized, so inner product is cosine similarity. Kinds:
 Ids are chunk ids from SQLite. The README's scaling section gives each kind's measured memory.
 """
 
+import errno
 import math
 import os
-import re
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from ..errors import L2VError
+from ..errors import L2VError, one_line, write_failed
 
 VECTORS_NAME = "vectors.faiss"
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
@@ -37,8 +37,8 @@ IVF_MAX_NPROBE = 32
 # k-means for IVF trains on at most this many points per list (FAISS wants ≥ 39): enough for good centroids,
 # and it keeps training at 1M vectors to a minute or two on a laptop CPU instead of half an hour.
 IVF_TRAIN_PER_LIST = 64
-# FAISS prefixes its messages with the C++ function and source line, which tell a user nothing.
-FAISS_ERROR_PLACE = re.compile(r"^Error in .*? at \S+:\d+: ")
+# Bytes per write when saving: FAISS hands a large index over in pieces of at most this size.
+WRITE_BLOCK_BYTES = 1 << 22
 
 
 def kind_of(index: faiss.Index) -> str:
@@ -113,8 +113,7 @@ class VectorIndex:
         try:
             return cls(faiss.read_index(str(path)))
         except RuntimeError as exc:
-            reason = FAISS_ERROR_PLACE.sub("", str(exc).splitlines()[0])
-            raise L2VError(f"cannot read {path}: {reason}") from exc
+            raise L2VError(f"cannot read {path}: {one_line(exc)}") from exc
 
     @property
     def dim(self) -> int:
@@ -205,9 +204,30 @@ class VectorIndex:
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def save(self, path: Path) -> None:
-        """Write `path.tmp`, fsync, rename over `path`: readers and crashes see the old or the new file."""
+        """Write `path.tmp`, fsync, rename over `path`, fsync the folder: readers and crashes see the old or
+        the new file. FAISS's own writer ignores a failing `fclose` (a full disk), so the bytes go through
+        Python, which reports every failed write; then `L2VError`, the temporary file is removed and `path`
+        is left as it was."""
         tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                faiss.write_index(self.index, faiss.PyCallbackIOWriter(handle.write, WRITE_BLOCK_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+                written = handle.tell()
+            if os.stat(tmp).st_size != written:
+                raise OSError(errno.EIO, f"{written} bytes written but {os.stat(tmp).st_size} on disk")
+            os.replace(tmp, path)
+            fsync_folder(path.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise write_failed(path, exc.strerror or str(exc)) from exc
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` survive a power cut."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -15,14 +15,14 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import L2VError
-from ..indexing.search import DEFAULT_MODE, SEARCH_MODES
 from .backend import Backend, UnknownIndex, UnknownModel
+from .schema import options_from, search_request_model
 from .security import ApiKeyMiddleware, BodyLimitMiddleware, LoopbackHostMiddleware
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,6 @@ class Limits:
     max_inputs: int = 256
     max_text_chars: int = 32_000
     max_k: int = 100
-
-
-class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1)
-    k: int = Field(10, ge=1)
-    mode: Literal[SEARCH_MODES] = DEFAULT_MODE  # type: ignore[valid-type]
-    path_glob: str | None = None
-    index: str | None = None
 
 
 class EmbeddingsRequest(BaseModel):
@@ -118,11 +109,12 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict:
-        """Liveness plus each model's micro-batching counters (no index names: this path needs no API key)."""
+        """Liveness plus each model's micro-batching counters (no index or model names, which may tell
+        paths on this machine: this path needs no API key)."""
         return {
             "status": "ok",
             "version": __version__,
-            "models": [model.describe() for model in list(backend.models.values())],
+            "models": [model.describe(public=True) for model in list(backend.models.values())],
         }
 
     @app.get("/indexes")
@@ -135,20 +127,19 @@ def create_app(
         """Re-read every index that changed on disk (each request also does this for the index it uses)."""
         return await indexes()
 
+    search_request = search_request_model(limits.max_k, limits.max_text_chars)
+
     @app.post("/search")
-    async def search(request: SearchRequest) -> JSONResponse:
+    async def search(request: search_request) -> JSONResponse:  # type: ignore[valid-type]
         started = time.perf_counter()
-        if request.k > limits.max_k:
-            raise L2VError(f"k={request.k} is above the limit of {limits.max_k}")
         check_texts([request.query])
-        served, hits = await backend.search(
-            request.query, request.k, request.mode, request.path_glob, request.index
-        )
+        options = options_from(vars(request))
+        served, hits = await backend.search(request.query, options, request.index)
         return JSONResponse(
             {
                 "hits": [hit.to_dict() for hit in hits],
                 "index": served.name,
-                "mode": request.mode,
+                "mode": options.mode,
                 "took_ms": round((time.perf_counter() - started) * 1000, 2),
             }
         )

@@ -17,7 +17,7 @@ import anyio.to_thread
 import numpy as np
 
 from ..errors import L2VError
-from ..indexing.search import check_query
+from ..indexing.options import SearchOptions, check_text
 from .batching import Embedded, MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,11 @@ class ServedModel:
     async def embed(self, texts: Sequence[str], instruction: str | None = None) -> Embedded:
         return await asyncio.wrap_future(self.batcher.submit(texts, instruction))
 
-    def describe(self) -> dict:
+    def describe(self, public: bool = False) -> dict:
+        """The model and its batching counters; `public` (for a path that needs no API key) leaves out its
+        name, which may be a path on this machine."""
         return {
-            "model": self.encoder.name,
+            **({} if public else {"model": self.encoder.name}),
             "fingerprint": self.encoder.fingerprint,
             "enabled": self.batcher.batching,
             **self.batcher.stats.to_dict(),
@@ -63,9 +65,7 @@ class ServedIndex:
         query: str,
         embedded_by: ServedModel | None,
         vector: np.ndarray | None,
-        k: int,
-        mode: str,
-        path_glob: str | None,
+        options: SearchOptions,
     ) -> list:
         """Search with a query vector that `embedded_by` made beforehand (both None for BM25)."""
         with self.lock:
@@ -74,7 +74,7 @@ class ServedIndex:
                 raise L2VError(
                     f"index '{self.name}' was just rebuilt with another model; send the search again"
                 )
-            return self.index.search(query, k, mode, path_glob, query_vector=vector)
+            return self.index.search(query, options, query_vector=vector)
 
     def fingerprint(self) -> str:
         """The fingerprint of the model the index on disk was built with (as last re-read)."""
@@ -163,42 +163,46 @@ class Backend:
 
     def model_of(self, served: ServedIndex) -> ServedModel:
         """The model of the index as it is on disk; one already loaded for another index is shared, not
-        loaded again (a rebuild with another model gets that model here)."""
+        loaded again (a rebuild with another model gets that model here). A model loads outside the index's
+        lock, so that the index's other calls (BM25 searches, chunks, status) do not wait for it."""
         with served.lock:
-            fingerprint = served.fingerprint()
-            if served.model is None or served.model.encoder.fingerprint != fingerprint:
-                served.model = self.models.get(fingerprint) or self._model_for(
-                    served.index.load_encoder(self.model_spec)
-                )
-            return served.model
+            settings = served.index.settings
+            if served.model is not None and served.model.encoder.fingerprint == settings.fingerprint:
+                return served.model
+        with self._loading:  # one load at a time: a second index of the same model waits, then shares it
+            model = self.models.get(settings.fingerprint) or self._model_for(
+                served.index.load_encoder(self.model_spec, settings)
+            )
+        with served.lock:
+            served.model = model
+        return model
 
     async def search(
-        self, query: str, k: int, mode: str, path_glob: str | None = None, index: str | None = None
+        self, query: str, options: SearchOptions, index: str | None = None
     ) -> tuple[ServedIndex, list]:
         """One search as both servers run it: the query is embedded in its model's batcher, shared with
         concurrent requests (BM25 needs no model), then the index is read in a worker thread. The query is
-        checked first, so a bad one is refused before any model is loaded."""
-        check_query(mode, k, query)
+        checked first (the options were when built), so a bad one is refused before any model loads."""
+        check_text(query)
         served = await anyio.to_thread.run_sync(self.index, index)
         model, vector = None, None
-        if mode != "bm25":
+        if options.mode != "bm25":
             model = await anyio.to_thread.run_sync(self.model_of, served)
             vector = (await model.embed([query], model.encoder.query_instruction)).vectors[0]
-        hits = await anyio.to_thread.run_sync(served.search, query, model, vector, k, mode, path_glob)
+        hits = await anyio.to_thread.run_sync(served.search, query, model, vector, options)
         return served, hits
 
     def _model_for(self, encoder) -> ServedModel:
-        with self._loading:
-            if encoder.fingerprint not in self.models:
-                batcher = MicroBatcher(
-                    partial(encode_with_token_counts, encoder),
-                    max_batch=self.settings.max_batch,
-                    wait_ms=self.settings.wait_ms,
-                    batching=self.settings.batching,
-                    name=encoder.name,
-                )
-                self.models[encoder.fingerprint] = ServedModel(encoder, batcher)
-            return self.models[encoder.fingerprint]
+        """A loaded encoder served with its batcher (called holding `_loading`)."""
+        batcher = MicroBatcher(
+            partial(encode_with_token_counts, encoder),
+            max_batch=self.settings.max_batch,
+            wait_ms=self.settings.wait_ms,
+            batching=self.settings.batching,
+            name=encoder.name,
+        )
+        self.models[encoder.fingerprint] = ServedModel(encoder, batcher)
+        return self.models[encoder.fingerprint]
 
     def index(self, name: str | None) -> ServedIndex:
         """The named index (the first one when None), re-read first if another process changed it on disk."""

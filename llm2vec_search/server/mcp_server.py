@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -20,14 +20,17 @@ from pydantic import Field, ValidationError
 from .. import __version__
 from ..errors import L2VError
 from ..indexing.discover import is_under
-from ..indexing.extract import SkipFile, extract
-from ..indexing.search import DEFAULT_MODE, Hit
+from ..indexing.extract import SkipFile, read_lines
+from ..indexing.search import chunk_dict
 from .app import Limits
 from .backend import Backend, ServedIndex
+from .schema import options_from, with_search_signature
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
+# SQLite's largest integer: a chunk id past it cannot exist (and cannot be asked for).
+MAX_CHUNK_ID = 2**63 - 1
 # The most text `get_document` returns in one call; a caller asks for a line range to read the rest.
 MAX_DOCUMENT_CHARS = 100_000
 
@@ -43,18 +46,6 @@ def _tool_errors() -> Iterator[None]:
         yield
     except L2VError as exc:
         raise ToolError(str(exc)) from None
-
-
-def _hit(hit: Hit) -> dict:
-    return {
-        "chunk_id": hit.chunk_id,
-        "path": hit.path,
-        "start_line": hit.start_line,
-        "end_line": hit.end_line,
-        "heading": hit.heading,
-        "score": round(hit.score, 6),
-        "text": hit.text,
-    }
 
 
 def readable_file(served: ServedIndex, path: str) -> Path:
@@ -103,33 +94,17 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
         ),
     )
 
-    @server.tool(annotations=READ_ONLY)
-    async def search(
-        query: Annotated[
-            str, Field(min_length=1, max_length=limits.max_text_chars, description="What to look for.")
-        ],
-        k: Annotated[int, Field(ge=1, le=limits.max_k, description="How many hits to return.")] = 10,
-        mode: Annotated[
-            Literal["bm25", "dense", "hybrid"],
-            Field(
-                description="bm25: keywords (fast); dense: meaning, by the embedding model; hybrid: both, "
-                f"their scores combined. Default: {DEFAULT_MODE}."
-            ),
-        ] = DEFAULT_MODE,
-        path_glob: Annotated[
-            str | None,
-            Field(description="Only files matching this glob, e.g. '*.md' or 'docs/*.py'."),
-        ] = None,
-        index: IndexName = None,
-    ) -> dict:
+    async def search(query: str, index: str | None = None, **options: Any) -> dict:
         """Search an index; each hit has its chunk id, file path, line range, heading, score and text."""
         with _tool_errors():
-            served, hits = await backend.search(query, k, mode, path_glob, index)
-        return {"index": served.name, "mode": mode, "hits": [_hit(hit) for hit in hits]}
+            served, hits = await backend.search(query, options_from(options), index)
+        return {"index": served.name, "mode": options["mode"], "hits": [hit.to_dict() for hit in hits]}
+
+    server.tool(annotations=READ_ONLY)(with_search_signature(search, limits.max_k, limits.max_text_chars))
 
     @server.tool(annotations=READ_ONLY)
     def get_chunk(
-        chunk_id: Annotated[int, Field(ge=0, description="The chunk_id of a search hit.")],
+        chunk_id: Annotated[int, Field(ge=0, le=MAX_CHUNK_ID, description="The chunk_id of a search hit.")],
         index: IndexName = None,
     ) -> dict:
         """The full text of one indexed chunk, with its file path, line range and heading."""
@@ -139,14 +114,7 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
                 row = served.index.store.chunks_by_id([chunk_id]).get(chunk_id)
             if row is None:
                 raise L2VError(f"index '{served.name}' has no chunk {chunk_id}")
-        return {
-            "chunk_id": chunk_id,
-            "path": row.path,
-            "start_line": row.start_line,
-            "end_line": row.end_line,
-            "heading": row.heading,
-            "text": row.text,
-        }
+        return chunk_dict(row)
 
     @server.tool(annotations=READ_ONLY)
     def get_document(
@@ -163,21 +131,21 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
             served = backend.index(index)
             with served.lock:
                 file = readable_file(served, path)
+            if end_line is not None and end_line < start_line:
+                raise L2VError(f"end_line {end_line} is before start_line {start_line}")
             try:
-                lines = extract(file).text.splitlines(keepends=True)
+                lines = read_lines(file, start_line, end_line, MAX_DOCUMENT_CHARS)
             except (OSError, SkipFile) as exc:
                 raise L2VError(f"cannot read {file}: {exc}") from None
-            last = min(end_line or len(lines), len(lines))
-            if start_line > max(last, 1):
-                raise L2VError(f"{file} has {len(lines)} lines; start_line {start_line} is past the end")
-        text = "".join(lines[start_line - 1 : last])
+            if start_line > max(lines.total, 1):
+                raise L2VError(f"{file} has {lines.total} lines; start_line {start_line} is past the end")
         return {
             "path": str(file),
             "start_line": start_line,
-            "end_line": last,
-            "total_lines": len(lines),
-            "text": text[:MAX_DOCUMENT_CHARS],
-            "truncated": len(text) > MAX_DOCUMENT_CHARS,
+            "end_line": lines.end,
+            "total_lines": lines.total,
+            "text": lines.text,
+            "truncated": lines.truncated,
         }
 
     @server.tool(annotations=READ_ONLY)

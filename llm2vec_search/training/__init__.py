@@ -6,8 +6,9 @@ output directory's `l2v-model.json`, which `Encoder.from_pretrained(directory)` 
 
 from .contrastive import ContrastiveSettings, contrastive_backward
 from .data import Pair, PairSource, read_pairs, read_sources, read_texts
-from .loop import TrainSettings, plot_losses
+from .loop import plot_losses
 from .mntp import MNTPSettings, MNTPStage, train_mntp
+from .settings import TrainSettings
 from .setup import StartingPoint
 from .simcse import SimCSESettings, SimCSEStage, train_simcse
 from .supervised import DEFAULT_QUERY_INSTRUCTION, SupervisedSettings, SupervisedStage, train_supervised

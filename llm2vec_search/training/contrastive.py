@@ -16,7 +16,8 @@ from torch import nn
 
 from ..encoder.encoder import Encoder, Tokenized
 from ..errors import L2VError
-from .loop import TrainSettings, training_precision
+from .loop import training_precision
+from .settings import TrainSettings
 from .setup import StartingPoint, add_lora
 
 log = logging.getLogger(__name__)

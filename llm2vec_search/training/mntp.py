@@ -11,8 +11,9 @@ import torch
 
 from ..errors import L2VError
 from .data import batched, mask_for_mntp, mntp_mask_id, packed_blocks
-from .loop import StageOptions, TrainSettings, run_stage, training_precision
+from .loop import StageOptions, run_stage, training_precision
 from .losses import mntp_loss
+from .settings import TrainSettings
 from .setup import StartingPoint, add_lora, load_causal_lm, load_tokenizer
 
 log = logging.getLogger(__name__)

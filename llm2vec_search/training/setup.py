@@ -7,7 +7,6 @@ import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,9 +16,7 @@ from ..encoder.bidirectional import set_bidirectional
 from ..encoder.encoder import DEFAULT_MAX_LENGTH, SHIPPED_DEFAULT
 from ..encoder.models import DEFAULT_BASE, model_family, resolve_weights
 from ..errors import L2VError
-
-if TYPE_CHECKING:
-    from .loop import TrainSettings
+from .settings import TrainSettings
 
 # The projections LLM2Vec puts LoRA on; every supported family names its layers this way.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -104,7 +101,7 @@ def lora_targets(model: nn.Module, top_layers: int | None) -> list[str]:
     ]
 
 
-def add_lora(model: nn.Module, settings: "TrainSettings"):
+def add_lora(model: nn.Module, settings: TrainSettings):
     """Freeze `model` and wrap it in a fresh LoRA adapter (seeded init); returns the PEFT model.
 
     LoRA goes on the base model (no LM head), so the saved adapter's keys match the `AutoModel` tree that
