@@ -254,3 +254,21 @@ def test_a_moved_cache_keeps_the_fingerprint(tmp_path, monkeypatch):
     before = model_fingerprint(LLAMA3)
     copy_hub(tmp_path, monkeypatch)
     assert model_fingerprint(LLAMA3) == before
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ('{"pooling_mode": "bos_token"}', "pooling_mode 'bos_token' is not supported"),
+        ('{"max_length": "long"}', "cannot read"),
+        ('["mean"]', "cannot read"),
+        ('{"skip_instruction": false}', "skip_instruction false"),
+    ],
+)
+def test_an_llm2vec_config_we_cannot_reproduce_is_refused(settings, message, tmp_path, monkeypatch):
+    hub = copy_hub(tmp_path, monkeypatch)
+    supervised = hub_snapshot(SUPERVISED[0])
+    assert supervised is not None and supervised.is_relative_to(hub)
+    (supervised / "llm2vec_config.json").write_text(settings)
+    with pytest.raises(L2VError, match=message):
+        Encoder.from_pretrained(SUPERVISED[0])

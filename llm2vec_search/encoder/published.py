@@ -39,8 +39,8 @@ CHAT_WRAPS: dict[str, tuple[str, str]] = {
 # The query instruction the supervised McGill-NLP models were trained with for retrieval (MS MARCO in
 # llm2vec's dataset/E5Data.py, which joins it to the query as f"{instruction}; "); `query` uses it.
 RETRIEVAL_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query;"
-# llm2vec pooling modes this encoder reproduces, by our names
-POOLINGS = {"mean": "mean", "weighted_mean": "weighted_mean", "last_token": "last_token"}
+# llm2vec pooling modes this encoder reproduces (ours have the same names)
+POOLINGS = ("mean", "weighted_mean", "last_token")
 
 
 def hub_cache() -> Path:
@@ -132,37 +132,28 @@ def _config_name(folder: Path) -> list[str]:
     return [name] if isinstance(name, str) and name else []
 
 
-def llm2vec_settings(spec: str) -> dict:
-    """`llm2vec_config.json` of the folder `spec` names ({} when absent), checked for what we reproduce."""
+def published_config(spec: str) -> ModelDirConfig:
+    """The description of an llm2vec model named by hub name or folder: its chain, and the settings of its
+    `llm2vec_config.json` (pooling_mode, max_length, doc_max_length, skip_instruction) where it has one."""
+    defaults = ModelDirConfig(base_model=spec, text_format="llm2vec", query_instruction=RETRIEVAL_INSTRUCTION)
     path = locate(spec, "the model asked for") / LLM2VEC_CONFIG
     if not path.is_file():
-        return {}
+        return with_chain(defaults, None)
     try:
         settings = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        config = replace(
+            defaults,
+            pooling=str(settings.get("pooling_mode", defaults.pooling)),
+            max_length=int(settings.get("max_length", defaults.max_length)),
+            doc_max_length=int(settings.get("doc_max_length", defaults.doc_max_length)),
+        )
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # unreadable, or not numbers in an object
         raise L2VError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(settings, dict):
-        raise L2VError(f"{path} is not a JSON object")
-    pooling = settings.get("pooling_mode", "mean")
-    if pooling not in POOLINGS:
-        raise L2VError(f"{path}: pooling_mode {pooling!r} is not supported; supported: {', '.join(POOLINGS)}")
+    if config.pooling not in POOLINGS:
+        supported = ", ".join(POOLINGS)
+        raise L2VError(f"{path}: pooling_mode {config.pooling!r} is not supported; supported: {supported}")
     if settings.get("skip_instruction", True) is not True:
         raise L2VError(f"{path}: skip_instruction false (pooling the instruction too) is not supported")
-    return settings
-
-
-def published_config(spec: str) -> ModelDirConfig:
-    """The description of an llm2vec model named by hub name or folder: its chain, its llm2vec_config.json."""
-    settings = llm2vec_settings(spec)
-    defaults = ModelDirConfig(base_model=spec)
-    config = replace(
-        defaults,
-        text_format="llm2vec",
-        query_instruction=RETRIEVAL_INSTRUCTION,
-        pooling=POOLINGS[settings.get("pooling_mode", "mean")],
-        max_length=int(settings.get("max_length", defaults.max_length)),
-        doc_max_length=int(settings.get("doc_max_length", defaults.doc_max_length)),
-    )
     return with_chain(config, None)
 
 

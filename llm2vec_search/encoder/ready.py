@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 READY_FORMAT = 1  # bump when an entry's layout changes, so that old entries are not reused
 READY_MARKER = "l2v-ready.json"
 TOKENIZER_FILE = "tokenizer.json"
+SHARD_SIZE = "2GB"
 
 
 def ready_key(
@@ -101,7 +102,9 @@ def merged_network(
 def _write_entry(folder: Path, network: nn.Module, tokenizer, external: Path | None) -> dict:
     """Write the merged weights (unless they are the base's own) and the tokenizer; return the manifest."""
     if external is None:
-        network.save_pretrained(folder)
+        # safetensors copies a whole file's tensors from the GPU into memory to write it: 2 GB files keep an
+        # 8B model's entry from needing 16 GB of RAM (transformers' default file size is 50 GB)
+        network.save_pretrained(folder, max_shard_size=SHARD_SIZE)
     tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
     model_class = type(network)
     return {
