@@ -165,11 +165,18 @@ def test_ray_user_errors_are_one_line(ray_head, corpus, tiny_model_dir, tmp_path
     assert_user_error(unreachable, "cannot start or reach Ray")
 
 
-def test_model_payload_rebuilds_the_same_encoder(tiny_model_dir):
+@pytest.mark.parametrize("with_head", [False, True], ids=["plain", "distilled-head"])
+def test_model_payload_rebuilds_the_same_encoder(tiny_model_dir, with_head):
     """What travels through the object store gives the vectors of the encoder it came from (no Ray needed)."""
+    import torch
+
     from llm2vec_search.encoder import Encoder
 
     encoder = Encoder.from_pretrained(tiny_model_dir)
+    if with_head:
+        torch.manual_seed(0)
+        head = torch.nn.Linear(encoder.dim, 8)
+        encoder = Encoder(encoder.model, encoder.tokenizer, name="headed", fingerprint="headed", head=head)
     rebuilt = encoder_from_payload(pickle.loads(pickle.dumps(model_payload(encoder))), "cpu", "float32")
     texts = ["a dog runs in the park", "stock markets fell"]
     assert rebuilt.fingerprint == encoder.fingerprint and rebuilt.pooling == encoder.pooling

@@ -7,6 +7,7 @@ GGUF conversion (a cluster node may have none of them), and they compute with ex
 fingerprint stands for. `ray` is an optional extra, imported only here.
 """
 
+import copy
 import logging
 import math
 import os
@@ -112,6 +113,7 @@ class ModelPayload:
     name: str
     fingerprint: str
     text: Any = None  # the llm2vec library's text handling, for its models (Encoder.text)
+    head: Any = None  # a distilled model's linear head after pooling (Encoder.head), on the CPU
 
 
 def model_payload(encoder: "Encoder") -> ModelPayload:
@@ -131,6 +133,7 @@ def model_payload(encoder: "Encoder") -> ModelPayload:
         name=encoder.name,
         fingerprint=encoder.fingerprint,
         text=encoder.text,
+        head=copy.deepcopy(encoder.head).cpu() if encoder.head is not None else None,
     )
 
 
@@ -153,6 +156,7 @@ def encoder_from_payload(payload: ModelPayload, device: str, dtype: str) -> "Enc
         name=payload.name,
         fingerprint=payload.fingerprint,
         text=payload.text,
+        head=payload.head,
     )
 
 
