@@ -1,9 +1,11 @@
 """`read_lines` (behind MCP's `get_document`): a line range of a file's text as the index extracted it,
 numbered as search hits are, in memory bounded by what it returns."""
 
+import os
 import tracemalloc
 
 from llm2vec_search.indexing.chunking import chunk_document
+from llm2vec_search.indexing.discover import path_key, path_of
 from llm2vec_search.indexing.extract import extract, read_lines
 from tests.conftest import build_tokenizer
 
@@ -40,3 +42,15 @@ def test_an_html_file_is_extracted_once_per_version(tmp_path):
     assert first.text == extract(path).text
     path.write_text("<h1>Changed</h1><p>Other words, and more of them.</p>")
     assert "Changed" in read_lines(path).text  # a new version (mtime, size) is read again
+
+
+def test_a_file_whose_name_is_not_utf8_is_read_by_its_stored_name(tmp_path):
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
+    with open(odd, "w") as handle:
+        handle.write("latin-1 name\n")
+    key = path_key(os.fsdecode(odd))
+    assert key.endswith("caf\\xe9.txt")  # how the index stores it (SQLite takes only UTF-8)
+    assert read_lines(path_of(key)).text == "latin-1 name\n"
+    literal = tmp_path / "caf\\xe9-literal.txt"  # a name that really holds a backslash is left as it is
+    literal.write_text("literal\n")
+    assert path_of(str(literal)) == literal

@@ -7,6 +7,7 @@ file never stops an index run; only a path that does not exist at all is an erro
 """
 
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ SKIPPED_DIR_NAMES = frozenset(
     }
 )
 VIRTUALENV_MARKER = "pyvenv.cfg"
+# How `path_key` writes a byte that is not UTF-8.
+_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 GITIGNORE = ".gitignore"
 
 
@@ -191,6 +194,14 @@ def path_key(path: Path | str) -> str:
     """The absolute path as the index stores it. A name that is not valid UTF-8 cannot go into SQLite, so
     its undecodable bytes are written as `\\xNN` escapes; the file itself is still read by its real name."""
     return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
+
+
+def path_of(key: str) -> Path:
+    """The file a stored path names: the inverse of `path_key` (its `\\xNN` escapes back to bytes), unless
+    no such file exists (then the name is taken as written, as a file may really be named with `\\x`)."""
+    raw = _ESCAPED_BYTE.sub(lambda match: bytes([int(match[1], 16)]), key.encode("utf-8"))
+    real = os.fsdecode(raw)
+    return Path(real if real != key and path_key(real) == key and os.path.lexists(real) else key)
 
 
 def is_under(path: str, roots: Sequence[str]) -> bool:

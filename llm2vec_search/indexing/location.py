@@ -129,8 +129,9 @@ def check_index_folder(folder: Path) -> None:
         raise L2VError(f"{folder} is a file, not an index folder; name a new or empty folder for the index")
     others = sorted(entry.name for entry in folder.iterdir() if entry.name not in INDEX_FILES)
     if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
         raise L2VError(
-            f"{folder} is not an index and not empty (it holds {others[0]!r} and {len(others) - 1} more); "
+            f"{folder} is not an index and not empty (it holds {others[0]!r}{more}); "
             "name a new or empty folder for the index"
         )
 

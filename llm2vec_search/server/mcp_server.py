@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 
 from .. import __version__
 from ..errors import L2VError
-from ..indexing.discover import is_under
+from ..indexing.discover import is_under, path_key, path_of
 from ..indexing.extract import SkipFile, read_lines
 from ..indexing.search import chunk_dict
 from .app import Limits
@@ -61,8 +61,9 @@ def readable_file(served: ServedIndex, path: str) -> Path:
     known = served.index.store.files()
     real_roots = [os.path.realpath(root) for root in roots]
     for candidate in map(os.path.abspath, candidates):
-        if candidate in known and is_under(os.path.realpath(candidate), real_roots):
-            return Path(candidate)
+        file = path_of(candidate)  # a name with bytes that are not UTF-8 is stored escaped
+        if candidate in known and is_under(path_key(os.path.realpath(file)), real_roots):
+            return file
     raise L2VError(f"{path} is not a file of index '{served.name}' (only indexed files inside its folders)")
 
 
@@ -131,16 +132,17 @@ def create_mcp_server(backend: Backend, limits: Limits | None = None) -> MCPServ
             served = backend.index(index)
             with served.lock:
                 file = readable_file(served, path)
+            name = path_key(file)  # as the index and its search hits write it
             if end_line is not None and end_line < start_line:
                 raise L2VError(f"end_line {end_line} is before start_line {start_line}")
             try:
                 lines = read_lines(file, start_line, end_line, MAX_DOCUMENT_CHARS)
             except (OSError, SkipFile) as exc:
-                raise L2VError(f"cannot read {file}: {exc}") from None
+                raise L2VError(f"cannot read {name}: {exc}") from None
             if start_line > max(lines.total, 1):
-                raise L2VError(f"{file} has {lines.total} lines; start_line {start_line} is past the end")
+                raise L2VError(f"{name} has {lines.total} lines; start_line {start_line} is past the end")
         return {
-            "path": str(file),
+            "path": name,
             "start_line": start_line,
             "end_line": lines.end,
             "total_lines": lines.total,
