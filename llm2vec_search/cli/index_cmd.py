@@ -216,7 +216,7 @@ def status_command(
 ) -> None:
     """Show what an index holds: files, chunks, model, dimension, size on disk, last run."""
     from ..indexing import Index
-    from ..indexing.location import damaged
+    from ..indexing.health import damaged
 
     with Index.open(name, root=index_dir) as index:
         health = index.check() if check else None

@@ -19,8 +19,8 @@ from ..encoder import Encoder
 from ..encoder.models import cache_dir
 from ..indexing.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ..indexing.index import Index
+from ..indexing.index_encoder import SPECIAL_TOKEN_ROOM
 from ..indexing.options import SearchOptions
-from ..indexing.settings import SPECIAL_TOKEN_ROOM
 from .beir import BeirDataset
 from .metrics import mean_metrics
 

@@ -2,8 +2,8 @@
 
 `discover` finds files, `extract` reads their text, `chunking` cuts it into chunks, `update` embeds and
 stores them (`store`: SQLite and FTS5; `vectors`: FAISS), `search` ranks them as `options` (`SearchOptions`)
-ask; `location` and `settings` say where an index lives and what it was built with; `Index` is the front over
-all of it.
+ask; `location` says where an index lives and keeps its folder through its life (`IndexFolder`), `settings`
+what it was built with; `Index` is the front over all of it.
 
 The public names are imported lazily, so that reading a constant from `indexing.search` does not load FAISS.
 """

@@ -1,16 +1,23 @@
-"""What makes an index damaged, and the checks that find it: on every open (cheap), and in full for
-`l2v-search status --check`. Every finding is a sentence (damage for `location.damaged`).
+"""What makes an index damaged, and the checks that find it: on every open (cheap, which `IndexFolder`
+runs), and in full for `l2v-search status --check`. Every finding is a sentence (damage for `damaged`).
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import L2VError
-from .location import damaged
 from .settings import IndexSettings
 from .store import DB_NAME, Store
 from .update import vector_mismatch
 from .vectors import VECTORS_NAME, VectorIndex
+
+
+def damaged(name: str, what: str) -> L2VError:
+    """The one-line error for a damaged index: what is wrong, and the way out."""
+    return L2VError(
+        f"index '{name}' is damaged: {what}; rebuild it with "
+        f"`l2v-search index PATH... --name {name} --rebuild` (and --model MODEL if index.db is lost)"
+    )
 
 
 def open_sound_store(name: str, folder: Path) -> Store | None:

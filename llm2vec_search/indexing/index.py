@@ -1,8 +1,9 @@
 """`Index`: one folder holding `index.db` (SQLite: files, chunks, FTS5) and `vectors.faiss`, kept in step.
 
-The front that ties the parts together: `location` (where the folder is, the lock, a rebuild's swap),
-`settings` (what the index was built with, and which models may use it), `update` (the crash-safe update
-pipeline) and `search` (ranking). Updates are incremental: unchanged files are recognised by stat, then by
+The front that ties the parts together: `location.IndexFolder` (the folder's life: the lock, the database,
+a rebuild's side folder and swap, removing only its own files), `settings` (what the index was built with),
+`index_encoder` (which models may use it), `update` (the crash-safe update pipeline) and `search`
+(ranking). Updates are incremental: unchanged files are recognised by stat, then by
 sha256. Searches only read, and see the last committed state.
 """
 
@@ -10,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,42 +19,29 @@ from ..errors import L2VError
 from .discover import discover, is_under, path_key
 from .embedding import ChunkEmbedder
 from .extract import Document
-from .health import Health, check, open_sound_store, read_vectors
-from .location import (
-    check_index_folder,
-    damaged,
-    file_signature,
-    folder_size,
-    inode,
-    is_locked,
-    make_folder,
-    missing_index,
-    recover_swap,
-    remove_index,
-    resolve_index,
-    staging_folder,
-    swap_in,
-    take_lock,
-)
-from .options import SearchOptions, check_text
-from .search import Hit, rank_queries
-from .settings import (
-    IndexSettings,
-    IndexStatus,
+from .health import Health, check
+from .index_encoder import (
     check_chunking,
     check_compatible,
     load_index_encoder,
     model_spec,
     new_chunking,
     resolve_encoder,
-    write_index_type,
+)
+from .location import IndexFolder, missing_index, resolve_index
+from .options import SearchOptions, check_text
+from .search import Hit, rank_queries
+from .settings import (
+    IndexSettings,
+    IndexStatus,
+    SalvagedSettings,
     write_last_run,
     write_new_settings,
     write_roots,
 )
-from .store import DB_NAME, Store, read_info
+from .store import Store
 from .update import UpdateProgress, UpdateRun, UpdateSummary, reconcile, vector_mismatch
-from .vectors import INDEX_TYPES, VECTORS_NAME, VectorIndex
+from .vectors import INDEX_TYPES, VectorIndex
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
@@ -62,29 +50,12 @@ if TYPE_CHECKING:
 class Index:
     """A searchable index; open one with `Index.open(...)` and use it as a context manager."""
 
-    def __init__(
-        self,
-        name: str,
-        path: Path,
-        store: Store,
-        encoder: "Encoder | None",
-        staging: bool,
-        device: str,
-        dtype: str,
-    ) -> None:
-        self.name = name
+    def __init__(self, folder: IndexFolder, encoder: "Encoder | None", device: str, dtype: str) -> None:
+        self.name, self.path = folder.name, folder.path
+        self.folder = folder  # the lock, the database, a rebuild's side folder and swap: the index's life
         self._device, self._dtype = device, dtype  # where and how to run the model once it loads
-        self.path = path
-        self.store = store
         self._encoder = encoder
-        self._staging = staging
         self._vectors: VectorIndex | None = None
-        self._vectors_signature: tuple | None = None
-        self._db_inode = inode(self._folder / DB_NAME)
-        self._lock_handle: IO[str] | None = None
-        self._created_here = False
-        self._created_dirs: list[Path] = []  # the folders this index made, removed with it if it stays empty
-        self._wanted_index_type: str | None = None
 
     # opening and closing
     @classmethod
@@ -113,43 +84,30 @@ class Index:
         name, folder = resolve_index(name_or_path, root)
         if index_type is not None and index_type not in INDEX_TYPES:
             raise L2VError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-        recover_swap(folder)
-        had_index = (folder / DB_NAME).exists() or (folder / VECTORS_NAME).exists()
-        lock, created = None, []
-        if create or rebuild:  # a writer locks before it touches anything (a rebuild's side folder included)
-            check_index_folder(folder)
-            created = make_folder(folder)
-            lock = take_lock(folder, name)
+        writing = create or rebuild
+        place = IndexFolder.open(name, folder, writing)
         try:
-            store = None if rebuild else open_sound_store(name, folder)
-            if store is not None:
-                index = cls(name, folder, store, None, False, device, dtype)
+            if not rebuild and place.open_existing():
+                index = cls(place, None, device, dtype)
                 index._encoder = check_compatible(
                     index.settings, name, model, chunk_tokens, overlap_tokens, device, dtype
                 )
-                index._wanted_index_type = index_type
-            elif create or rebuild:
+                place.pending_index_type = index_type
+            elif writing:
                 index = cls._start(
-                    name, folder, model, rebuild, chunk_tokens, overlap_tokens, index_type, device, dtype
+                    place, model, rebuild, chunk_tokens, overlap_tokens, index_type, device, dtype
                 )
-                if index._created_here:
-                    index._created_dirs = created
             else:
                 raise missing_index(name, folder, root)
         except BaseException:
-            if lock is not None:
-                lock.close()
-                if not had_index:
-                    remove_index(folder, created)
+            place.abandon()
             raise
-        index._lock_handle = lock
         return index
 
     @classmethod
     def _start(
         cls,
-        name: str,
-        folder: Path,
+        place: IndexFolder,
         model: "str | Path | Encoder | None",
         rebuild: bool,
         chunk_tokens: int | None,
@@ -160,33 +118,20 @@ class Index:
     ) -> "Index":
         """A new index, or a rebuild (in the side folder) of an existing one, possibly a damaged one: then it
         reads at most the old settings, and only if they read."""
-        old = rebuild and ((folder / DB_NAME).exists() or (folder / VECTORS_NAME).exists())
-        info = read_info(folder) if old else {}
-        recorded = info.get("model", "default")
-        encoder = resolve_encoder(model, recorded, device, dtype)
-        chunk_tokens, overlap_tokens = new_chunking(info, chunk_tokens, overlap_tokens)
+        old = rebuild and place.has_index()
+        salvaged = SalvagedSettings.read(place.path) if old else SalvagedSettings()
+        encoder = resolve_encoder(model, salvaged.model, device, dtype)
+        chunk_tokens, overlap_tokens = new_chunking(salvaged, chunk_tokens, overlap_tokens)
         check_chunking(encoder, chunk_tokens, overlap_tokens)
-        target = staging_folder(folder) if old else folder
-        if old:  # what an interrupted rebuild left
-            remove_index(target)
-        store = Store.open(target, create=True)
-        spec = model_spec(model if model is not None else recorded)
-        write_new_settings(
-            store, encoder, spec, chunk_tokens, overlap_tokens, index_type or info.get("index_type", "auto")
-        )
-        index = cls(name, folder, store, encoder, old, device, dtype)
-        index._created_here = not old
-        index._created_dirs = [target] if old else []
-        return index
+        store = place.create(staging=old)
+        spec = model_spec(model if model is not None else salvaged.model)
+        kind = index_type or salvaged.index_type
+        write_new_settings(store, encoder, spec, chunk_tokens, overlap_tokens, kind)
+        return cls(place, encoder, device, dtype)
 
     def close(self) -> None:
-        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind: the
-        files it wrote and the folders it made, never anything else."""
-        unused = self._created_here and not self._staging and self.store.counts()[1] == 0
-        self.store.close()
-        if self._staging or unused:
-            remove_index(self._folder, self._created_dirs)
-        self._release_lock()
+        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind."""
+        self.folder.close()
 
     def __enter__(self) -> "Index":
         return self
@@ -195,8 +140,9 @@ class Index:
         self.close()
 
     @property
-    def _folder(self) -> Path:
-        return staging_folder(self.path) if self._staging else self.path
+    def store(self) -> Store:
+        """The index's database (a rebuild's, until it is swapped in)."""
+        return self.folder.store
 
     @property
     def settings(self) -> IndexSettings:
@@ -229,12 +175,7 @@ class Index:
         return self._vectors
 
     def _load_vectors(self) -> None:
-        path = self._folder / VECTORS_NAME
-        signature = file_signature(path)
-        vectors, problem = read_vectors(self.store, self.settings.dim, path)
-        if problem:
-            raise damaged(self.name, problem)
-        self._vectors, self._vectors_signature = vectors, signature
+        self._vectors = self.folder.load_vectors(self.settings.dim)
 
     def vector_mismatch(self) -> tuple[set[int], set[int]]:
         """(committed chunks without a vector, vectors without a committed chunk); see `update`."""
@@ -242,11 +183,11 @@ class Index:
 
     def check(self) -> Health:
         """Everything wrong with the index, and what an unfinished update left; see `health.check`."""
-        return check(self.store, self._folder / VECTORS_NAME)
+        return check(self.store, self.folder.vectors_path)
 
     def being_updated(self) -> bool:
         """Whether another process holds the write lock now (its update's traces are expected, then)."""
-        return self._lock_handle is None and is_locked(self.path)
+        return self.folder.being_updated()
 
     def refresh(self) -> bool:
         """Re-read the database and vectors if another process replaced them; True if anything was re-read.
@@ -255,23 +196,16 @@ class Index:
         changed meanwhile, both are read again, and a search never pairs one index's vectors with another's
         chunks."""
         changed = False
-        db = self._folder / DB_NAME
-        if not self._staging and not db.exists():
-            recover_swap(self.path)  # between a swap's two renames: wait for the index to be back
+        self.folder.wait_for_swap()
         while True:
-            current = inode(db)
-            if current is not None and current != self._db_inode:
-                self.store.close()
-                self._db_inode = current
-                self.store = Store.open(self._folder)
+            if self.folder.reopen_if_replaced():
                 if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
                     self._encoder = None
                 changed = True
-            vectors = self._folder / VECTORS_NAME
-            if self._vectors is not None and file_signature(vectors) != self._vectors_signature:
+            if self._vectors is not None and self.folder.vectors_replaced():
                 self._load_vectors()
                 changed = True
-            if inode(db) in (None, self._db_inode):
+            if self.folder.db_unchanged():
                 return changed
 
     # searching
@@ -303,8 +237,8 @@ class Index:
 
     # status
     def status(self) -> IndexStatus:
-        index_type = self._wanted_index_type
-        return IndexStatus.read(self.name, self.path, self.store, folder_size(self._folder), index_type)
+        index_type = self.folder.pending_index_type
+        return IndexStatus.read(self.name, self.path, self.store, self.folder.size(), index_type)
 
     # updating
     def update(
@@ -327,18 +261,18 @@ class Index:
         started = time.monotonic()
         roots = [Path(p) for p in paths]
         root_keys = [path_key(p) for p in roots]
-        self._take_lock()  # before the walk, so that a busy index costs a retrying watcher nothing
+        self.folder.lock()  # before the walk, so that a busy index costs a retrying watcher nothing
         try:
             discovery = discover(roots, include, exclude)
             if not discovery.files and not any(is_under(path, root_keys) for path in self.store.files()):
                 skipped = ", ".join(f"{n} {reason}" for reason, n in discovery.skipped.most_common())
-                self._discard_if_new()
+                self.folder.discard()
                 raise L2VError(
                     f"nothing to index under {', '.join(map(str, roots))}: no readable text files"
                     + (f" (skipped: {skipped})" if skipped else "")
                 )
         except BaseException:
-            self._release_lock()
+            self.folder.unlock()
             raise
         found = {path_key(p): p for p in discovery.files}
         summary = UpdateSummary(skipped=dict(discovery.skipped))
@@ -370,16 +304,12 @@ class Index:
         embedder: ChunkEmbedder | None = None,
     ) -> Iterator[UpdateRun]:
         """Hold the write lock, reconcile after any crash; on success record the run (and swap a rebuild)."""
-        self._take_lock()
-        path = self._folder / VECTORS_NAME
-        try:
-            if self._wanted_index_type:
-                write_index_type(self.store, self._wanted_index_type)
+        with self.folder.writing() as store:
             settings = self.settings
             run = UpdateRun(
-                self.store,
+                store,
                 self.vectors,
-                path,
+                self.folder.vectors_path,
                 lambda: self.encoder,
                 (settings.chunk_tokens, settings.overlap_tokens),
                 summary,
@@ -388,39 +318,7 @@ class Index:
                 started or time.monotonic(),
                 embedder,
             )
-            reconcile(self.store, run.vectors, path)
+            reconcile(store, run.vectors, self.folder.vectors_path)
             yield run
             summary.seconds = round(time.monotonic() - run.started, 3)
-            write_last_run(self.store, summary.to_dict())
-            if self._staging:
-                self._swap_in()
-            self._created_here = False
-        finally:
-            if not self._staging:
-                self._vectors_signature = file_signature(self._folder / VECTORS_NAME)
-            self._release_lock()
-
-    def _take_lock(self) -> None:
-        if self._lock_handle is None:
-            self._lock_handle = take_lock(self.path, self.name)
-
-    def _release_lock(self) -> None:
-        if self._lock_handle is not None:
-            self._lock_handle.close()
-            self._lock_handle = None
-
-    def _swap_in(self) -> None:
-        """Put the finished rebuild in place of the old folder."""
-        self.store.close()
-        swap_in(self.path)
-        self._staging = False
-        self.store = Store.open(self.path)
-        self._db_inode = inode(self.path / DB_NAME)
-
-    def _discard_if_new(self) -> None:
-        """A rebuild that found nothing to index leaves nothing behind (a new index is removed on close)."""
-        if self._staging:
-            self.store.close()
-            remove_index(self._folder, self._created_dirs)
-            self._staging = False
-            self.store = Store.open(self.path)
+            write_last_run(store, summary.to_dict())

@@ -1,18 +1,23 @@
-"""Where indexes live: the index root, index names and folders, the rebuild's side folders and their swap,
-and the write lock. Only paths and files here; nothing opens a database.
+"""Where indexes live and an index folder's life: the index root and names, and `IndexFolder`, which holds
+the write lock, opens the database only once `health` finds it sound, builds a rebuild in a side folder and
+swaps it in on success, finishes a swap a crash cut short, and removes only its own files. The crash-safety
+rules live in `IndexFolder`.
 """
 
 import fcntl
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from ..errors import L2VError
-from .store import DB_NAME
-from .vectors import VECTORS_NAME
+from .health import damaged, open_sound_store, read_vectors
+from .settings import write_index_type
+from .store import DB_NAME, Store
+from .vectors import VECTORS_NAME, VectorIndex
 
 INDEX_DIR_ENV = "L2V_SEARCH_INDEX_DIR"
 DEFAULT_INDEX_DIR = Path("indexes")
@@ -62,14 +67,6 @@ def missing_index(name: str, folder: Path, root: Path | None) -> L2VError:
     known = list_indexes(root) if folder.parent == index_root(root).absolute() else []
     hint = f" (indexes here: {', '.join(known)})" if known else ""
     return L2VError(f"no index named '{name}' at {folder}{hint}; create it with `l2v-search index PATH`")
-
-
-def damaged(name: str, what: str) -> L2VError:
-    """The one-line error for a damaged index: what is wrong, and the way out."""
-    return L2VError(
-        f"index '{name}' is damaged: {what}; rebuild it with "
-        f"`l2v-search index PATH... --name {name} --rebuild` (and --model MODEL if index.db is lost)"
-    )
 
 
 def staging_folder(folder: Path) -> Path:
@@ -212,3 +209,171 @@ def inode(path: Path) -> int | None:
     """A database is replaced, never rewritten in place, so its inode tells when to re-open it."""
     signature = file_signature(path)
     return signature[0] if signature else None
+
+
+class IndexFolder:
+    """One index's folder, and its database (`store`) once opened. A writer holds the lock from opening (or
+    from its update) until it closes. A new index that never got a chunk, and a rebuild (built in a side
+    folder) that never finished, leave nothing behind; a finished rebuild is swapped in, and a swap cut
+    short is finished by the next `open`. Only the index's own files are ever removed."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path = name, path
+        self.staging = False  # the store is a rebuild's, in the side folder
+        self.pending_index_type: str | None = None  # asked for at open, written by the next update
+        self._store: Store | None = None
+        self._lock: IO[str] | None = None
+        self._had_index = False
+        self._made: list[Path] = []  # folders made for a new index
+        self._own_dirs: list[Path] = []  # the folders removed with the index if it leaves them empty
+        self._new = False  # a new index that has not finished an update yet
+        self._db_inode: int | None = None
+        self._vectors_signature: tuple | None = None
+
+    @classmethod
+    def open(cls, name: str, path: Path, writing: bool) -> "IndexFolder":
+        """Finish an interrupted swap; a writer checks the folder is (or may become) an index, makes it and
+        locks it before anything is read, a rebuild's side folder included."""
+        folder = cls(name, path)
+        recover_swap(path)
+        folder._had_index = folder.has_index()
+        if writing:
+            check_index_folder(path)
+            folder._made = make_folder(path)
+            folder.lock()
+        return folder
+
+    def has_index(self) -> bool:
+        return (self.path / DB_NAME).exists() or (self.path / VECTORS_NAME).exists()
+
+    def open_existing(self) -> bool:
+        """Open the folder's database if it holds a sound index (False if none; `damaged` if damaged)."""
+        store = open_sound_store(self.name, self.path)
+        if store is not None:
+            self._use(store)
+        return store is not None
+
+    def create(self, staging: bool) -> Store:
+        """A fresh database: a rebuild's in the side folder (cleared of what an interrupted one left), or a
+        new index's in the folder."""
+        self.staging, self._new = staging, not staging
+        if staging:
+            remove_index(self.current)
+            self._own_dirs = [self.current]
+        else:
+            self._own_dirs = self._made
+        self._use(Store.open(self.current, create=True))
+        return self.store
+
+    def abandon(self) -> None:
+        """Undo a failed open: release the lock, and remove the folder's index files if it had no index."""
+        if self._store is not None:
+            self._store.close()
+        if self._lock is not None:
+            self.unlock()
+            if not self._had_index:
+                remove_index(self.path, self._made)
+
+    def close(self) -> None:
+        """Also removes what an unfinished rebuild, or a new index that never got a chunk, left behind: the
+        files it wrote and the folders it made, never anything else."""
+        unused = self._new and self.store.counts()[1] == 0
+        self.store.close()
+        if self.staging or unused:
+            remove_index(self.current, self._own_dirs)
+        self.unlock()
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the folder's database is not open"
+        return self._store
+
+    @property
+    def current(self) -> Path:
+        """The folder the store is in: the side folder while a rebuild is built."""
+        return staging_folder(self.path) if self.staging else self.path
+
+    @property
+    def vectors_path(self) -> Path:
+        return self.current / VECTORS_NAME
+
+    def size(self) -> int:
+        return folder_size(self.current)
+
+    def _use(self, store: Store) -> None:
+        self._store = store
+        self._db_inode = inode(self.current / DB_NAME)
+
+    # the lock
+    def lock(self) -> None:
+        if self._lock is None:
+            self._lock = take_lock(self.path, self.name)
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def being_updated(self) -> bool:
+        """Whether another process holds the write lock now (its update's traces are expected, then)."""
+        return self._lock is None and is_locked(self.path)
+
+    @contextmanager
+    def writing(self) -> Iterator[Store]:
+        """Hold the lock for an update; when it succeeds, swap a rebuild in and keep a new index. The vectors
+        it saved count as read, so `vectors_replaced` reports only another process's."""
+        self.lock()
+        try:
+            if self.pending_index_type:
+                write_index_type(self.store, self.pending_index_type)
+            yield self.store
+            if self.staging:
+                self.store.close()
+                swap_in(self.path)
+                self.staging = False
+                self._use(Store.open(self.path))
+            self._new = False
+        finally:
+            if not self.staging:
+                self._vectors_signature = file_signature(self.vectors_path)
+            self.unlock()
+
+    def discard(self) -> None:
+        """A rebuild that found nothing to index leaves nothing behind (a new index is removed on close)."""
+        if self.staging:
+            self.store.close()
+            remove_index(self.current, self._own_dirs)
+            self.staging = False
+            self._use(Store.open(self.path))
+
+    # what another process changed
+    def load_vectors(self, dim: int) -> VectorIndex:
+        """The folder's vectors, remembered as read; `damaged` if they are not the index's."""
+        signature = file_signature(self.vectors_path)
+        vectors, problem = read_vectors(self.store, dim, self.vectors_path)
+        if problem:
+            raise damaged(self.name, problem)
+        self._vectors_signature = signature
+        return vectors
+
+    def vectors_replaced(self) -> bool:
+        return file_signature(self.vectors_path) != self._vectors_signature
+
+    def wait_for_swap(self) -> None:
+        """Between another process's swap's two renames: wait for the index to be back."""
+        if not self.staging and not (self.path / DB_NAME).exists():
+            recover_swap(self.path)
+
+    def reopen_if_replaced(self) -> bool:
+        """Re-open the database if another process replaced it (a rebuild's swap); True if it did."""
+        current = inode(self.current / DB_NAME)
+        if current is None or current == self._db_inode:
+            return False
+        self.store.close()
+        self._db_inode = current
+        self._store = Store.open(self.current)
+        return True
+
+    def db_unchanged(self) -> bool:
+        """Whether the database is still the one open (or gone): a search may pair it with the vectors."""
+        return inode(self.current / DB_NAME) in (None, self._db_inode)

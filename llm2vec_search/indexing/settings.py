@@ -1,5 +1,5 @@
-"""An index's settings (the `info` table) as one typed `IndexSettings` (and `IndexStatus` for reports), and
-the rules they impose: which model may read or extend an index, and which chunking fits a model's window.
+"""An index's settings (the `info` table) as one typed `IndexSettings` (and `IndexStatus` for reports,
+`SalvagedSettings` for a rebuild); the rules they impose on models and chunking are in `index_encoder`.
 
 `info` stores every value as text, under the keys `IndexSettings` names; this module is the only place that
 reads or writes those keys by name (the store's `damage` check aside).
@@ -11,15 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import L2VError
-from .chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
-from .store import Store, now_iso
+from .store import Store, now_iso, read_info
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
-
-# Chunks are counted without the BOS/EOS tokens the encoder adds around them.
-SPECIAL_TOKEN_ROOM = 2
 
 
 @dataclass(frozen=True)
@@ -115,6 +110,31 @@ class IndexStatus:
         )
 
 
+@dataclass(frozen=True)
+class SalvagedSettings:
+    """What a rebuild keeps of the index it replaces, as far as its `info` reads (a damaged one's may not)."""
+
+    model: str = "default"
+    index_type: str = "auto"
+    chunk_tokens: int | None = None
+    overlap_tokens: int | None = None
+
+    @classmethod
+    def read(cls, folder: Path) -> "SalvagedSettings":
+        info = read_info(folder)
+
+        def number(key: str) -> int | None:
+            value = info.get(key, "")
+            return int(value) if value.isdigit() else None
+
+        return cls(
+            model=info.get("model", "default"),
+            index_type=info.get("index_type", "auto"),
+            chunk_tokens=number("chunk_tokens"),
+            overlap_tokens=number("overlap_tokens"),
+        )
+
+
 def write_new_settings(
     store: Store, encoder: "Encoder", model: str, chunk_tokens: int, overlap_tokens: int, index_type: str
 ) -> None:
@@ -152,114 +172,3 @@ def write_last_run(store: Store, summary: dict) -> None:
 def write_vector_index(store: Store, kind: str) -> None:
     """Inside the caller's transaction: the FAISS structure goes live with the chunks it holds."""
     store.set_info(vector_index=kind)
-
-
-def salvaged_number(info: dict[str, str], key: str, default: int) -> int:
-    """A numeric setting salvaged from an index being rebuilt, or the default if it does not read."""
-    value = info.get(key, "")
-    return int(value) if value.isdigit() else default
-
-
-def new_chunking(
-    info: dict[str, str], chunk_tokens: int | None, overlap_tokens: int | None
-) -> tuple[int, int]:
-    """The chunking of a new index: as given, else as the index it rebuilds had, else the defaults."""
-    if chunk_tokens is None:
-        chunk_tokens = salvaged_number(info, "chunk_tokens", DEFAULT_CHUNK_TOKENS)
-    if overlap_tokens is None:
-        overlap_tokens = min(
-            salvaged_number(info, "overlap_tokens", DEFAULT_OVERLAP_TOKENS), chunk_tokens // 2
-        )
-    return chunk_tokens, overlap_tokens
-
-
-def model_spec(model: "str | Path | Encoder") -> str:
-    """How an index records its model: a name, or a local path made absolute."""
-    if not isinstance(model, str | Path):
-        return model.name
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else str(model)
-
-
-def load_encoder(
-    spec: str,
-    pooling: str | None = None,
-    max_length: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-) -> "Encoder":
-    from ..encoder import Encoder
-
-    return Encoder.from_pretrained(spec, pooling=pooling, max_length=max_length, device=device, dtype=dtype)
-
-
-def resolve_encoder(
-    model: "str | Path | Encoder | None", recorded: str, device: str, dtype: str
-) -> "Encoder":
-    """The encoder `model` names (or is), else the one an index records."""
-    if model is None:
-        return load_encoder(recorded, device=device, dtype=dtype)
-    if isinstance(model, str | Path):
-        return load_encoder(model_spec(model), device=device, dtype=dtype)
-    return model
-
-
-def load_index_encoder(
-    settings: IndexSettings, name: str, spec: str | None, device: str, dtype: str
-) -> "Encoder":
-    """Load the spec the index records, or `spec` instead; either must give the index's fingerprint."""
-    spec = model_spec(spec) if spec else settings.model
-    encoder = load_encoder(spec, settings.pooling, settings.max_length, device, dtype)
-    if encoder.fingerprint != settings.fingerprint:
-        what = (
-            f"has changed since index '{name}' was built"
-            if spec == settings.model
-            else f"is not the model index '{name}' was built with"
-        )
-        raise L2VError(
-            f"model {spec} {what} (fingerprint {encoder.fingerprint}, index has {settings.fingerprint}); "
-            "rerun with --rebuild"
-        )
-    return encoder
-
-
-def check_compatible(
-    settings: IndexSettings,
-    name: str,
-    model: "str | Path | Encoder | None",
-    chunk_tokens: int | None,
-    overlap_tokens: int | None,
-    device: str,
-    dtype: str,
-) -> "Encoder | None":
-    """Refuse to open an index for another model or chunking; returns `model`'s encoder when one is given."""
-    rebuild = f"rerun with --rebuild to rebuild index '{name}'"
-    encoder = None
-    if model is not None:
-        encoder = resolve_encoder(model, settings.model, device, dtype)
-        if encoder.fingerprint != settings.fingerprint or encoder.pooling != settings.pooling:
-            raise L2VError(
-                f"index '{name}' was built with model {settings.model} "
-                f"(fingerprint {settings.fingerprint}, {settings.pooling} pooling), "
-                f"not {model_spec(model)} (fingerprint {encoder.fingerprint}, "
-                f"{encoder.pooling} pooling); {rebuild}"
-            )
-    for key, value in (("chunk_tokens", chunk_tokens), ("overlap_tokens", overlap_tokens)):
-        built = getattr(settings, key)
-        if value is not None and value != built:
-            raise L2VError(
-                f"index '{name}' was built with {key.replace('_', '-')} {built}, not {value}; {rebuild}"
-            )
-    return encoder
-
-
-def check_chunking(encoder: "Encoder", chunk_tokens: int, overlap_tokens: int) -> None:
-    if chunk_tokens < 8:
-        raise L2VError(f"chunk-tokens must be at least 8, got {chunk_tokens}")
-    room = encoder.max_length - SPECIAL_TOKEN_ROOM
-    if chunk_tokens > room:
-        raise L2VError(
-            f"chunk-tokens {chunk_tokens} does not fit the model's {encoder.max_length}-token window"
-        )
-    if not 0 <= overlap_tokens < chunk_tokens // 2 + 1:
-        raise L2VError(f"overlap-tokens must be between 0 and half of chunk-tokens, got {overlap_tokens}")
