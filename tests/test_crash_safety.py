@@ -14,37 +14,14 @@ import pytest
 
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.options import SearchOptions
+from tests.conftest import write_numbered_notes
 
 FILE_COUNT = 400
-WORDS = [
-    "river",
-    "stone",
-    "cloud",
-    "maple",
-    "copper",
-    "lantern",
-    "harbor",
-    "meadow",
-    "violet",
-    "thunder",
-    "orchard",
-    "quartz",
-]
-
-
-def write_corpus(root: Path, files: int = FILE_COUNT) -> Path:
-    for i in range(files):
-        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(24)]
-        text = f"Note {i}.\n\n" + " ".join(words) + f".\n\nThe {WORDS[i % len(WORDS)]} count is {i}.\n"
-        path = root / f"group{i % 10}" / f"note{i:03d}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 @pytest.fixture
 def setup(tmp_path, tiny_model_dir):
-    return write_corpus(tmp_path / "corpus"), tmp_path / "indexes", tiny_model_dir
+    return write_numbered_notes(tmp_path / "corpus", FILE_COUNT), tmp_path / "indexes", tiny_model_dir
 
 
 # What `l2v-search index CORPUS --name NAME --index-dir ROOT --model MODEL` runs, committing after every batch
