@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.vectors import VectorIndex
 from tests.conftest import assert_user_error, run_cli, snapshot, write_numbered_notes
 
@@ -86,7 +87,7 @@ def test_deleting_the_last_file_under_a_root_removes_it_from_the_index(tmp_path,
     assert pruned.returncode == 0, pruned.stderr
     assert "no readable text files left under docs" in pruned.stderr
     with Index.open("default", root=tmp_path / "indexes") as index:
-        paths = {Path(hit.path).name for hit in index.search("zebra", mode="bm25")}
+        paths = {Path(hit.path).name for hit in index.search("zebra", SearchOptions(mode="bm25"))}
         assert paths == {"other.txt"}  # the other root's file stays
         assert index.status().files == 1
         assert index.vector_mismatch() == (set(), set())  # the secret's vectors went with its chunks
@@ -144,7 +145,7 @@ def test_index_runs_cut_short_by_a_write_limit_lose_nothing(tmp_path, tiny_model
         with Index.open(folder) as index:
             state = snapshot(index)
             assert set(state["committed_ids"]) <= set(state["faiss"])  # every chunk searchable by meaning
-            assert index.search("thunder copper", mode="hybrid", k=5)
+            assert index.search("thunder copper", SearchOptions(mode="hybrid", k=5))
         assert chunks_of(state, untouched) == chunks_of(before, untouched)  # nothing indexed is lost
         points.add((cut.returncode, len(state["chunks"])))
         rerun = run_cli("index", "corpus", cwd=tmp_path)
