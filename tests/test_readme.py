@@ -28,6 +28,8 @@ NOT_RUN = {
     SET_UP[0]: "creates a virtual environment: the suite already runs in one",
     SET_UP[1]: "installs from the package registry (network, minutes): the suite runs on that installation",
     ".venv/bin/python -m pytest -q": "the suite itself: .ci/run runs this line verbatim (checked below)",
+    "l2v-search index ~/notes --name llama3 --model McGill-NLP/": "a published model's GBs in the Hugging "
+    "Face cache (no network here); tests/test_published.py runs it on tiny models laid out the same way",
 }
 # Lines that serve or watch until stopped (started, checked while they run, then stopped), and the line that
 # talks to the server (run while it serves).
