@@ -7,7 +7,7 @@ from conftest import real_model_cache
 
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder
-from llm2vec_search.encoder.encoder import FP16_OVERFLOW_FAMILIES, choose_dtype
+from llm2vec_search.encoder.device import FP16_OVERFLOW_FAMILIES, choose_dtype
 from tests.conftest import run_cli
 
 FP16_MAX = torch.finfo(torch.float16).max
