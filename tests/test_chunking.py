@@ -284,14 +284,16 @@ def test_bad_sizes_are_user_errors(tokenizer, chunk_tokens, overlap_tokens):
         chunk_document(Document("x", "text", "text"), tokenizer, chunk_tokens, overlap_tokens)
 
 
-def test_sample_corpus_with_the_real_tokenizer():
-    """The demo corpus stays small (≤ 250 chunks of 256 Gemma tokens); every chunk fits the window."""
+@pytest.mark.slow
+def test_sample_corpus_with_the_real_tokenizer(monkeypatch):
+    """The demo corpus stays small (≤ 250 chunks of 256 Gemma tokens); every chunk fits the window. The
+    tokenizer comes from the default base model, converted here into the shared cache if no test did yet."""
     from transformers import AutoTokenizer
 
-    model_dirs = sorted(real_model_cache().glob("gemma3-270m-*/tokenizer.json"))
-    if not model_dirs:
-        pytest.skip("the default model is not in the cache (run `l2v-search models pull` first)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dirs[0].parent)
+    from llm2vec_search.encoder.models import DEFAULT_BASE, resolve_weights
+
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(real_model_cache()))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_BASE)[0])
     corpus = Path(__file__).resolve().parents[1] / "sample_corpus"
     total = 0
     for path in sorted(corpus.glob("*.md")):

@@ -1,16 +1,10 @@
 """The CLI's core commands, run as real subprocesses."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-
-def run_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", *args], capture_output=True, text=True, timeout=timeout
-    )
+from tests.conftest import run_cli
 
 
 def test_help_lists_the_commands():

@@ -14,37 +14,14 @@ import pytest
 
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.options import SearchOptions
+from tests.conftest import snapshot, write_numbered_notes
 
 FILE_COUNT = 400
-WORDS = [
-    "river",
-    "stone",
-    "cloud",
-    "maple",
-    "copper",
-    "lantern",
-    "harbor",
-    "meadow",
-    "violet",
-    "thunder",
-    "orchard",
-    "quartz",
-]
-
-
-def write_corpus(root: Path, files: int = FILE_COUNT) -> Path:
-    for i in range(files):
-        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(24)]
-        text = f"Note {i}.\n\n" + " ".join(words) + f".\n\nThe {WORDS[i % len(WORDS)]} count is {i}.\n"
-        path = root / f"group{i % 10}" / f"note{i:03d}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 @pytest.fixture
 def setup(tmp_path, tiny_model_dir):
-    return write_corpus(tmp_path / "corpus"), tmp_path / "indexes", tiny_model_dir
+    return write_numbered_notes(tmp_path / "corpus", FILE_COUNT), tmp_path / "indexes", tiny_model_dir
 
 
 # What `l2v-search index CORPUS --name NAME --index-dir ROOT --model MODEL` runs, committing after every batch
@@ -86,20 +63,6 @@ def kill_when(process: subprocess.Popen, db: Path, rows: int) -> bool:
         time.sleep(0.005)
     process.wait()
     return False
-
-
-def snapshot(index: Index) -> dict:
-    """Everything that must match a clean build: files, chunk texts, and the three stores' counts."""
-    conn = index.store.conn
-    chunks = conn.execute("SELECT path, ordinal, text FROM chunks WHERE committed = 1").fetchall()
-    files = conn.execute("SELECT path, sha256 FROM files WHERE sha256 IS NOT NULL").fetchall()
-    return {
-        "files": sorted(files),
-        "chunks": sorted(chunks),
-        "fts": index.store.fts_count(),
-        "faiss": sorted(index.vectors.ids().tolist()),
-        "committed_ids": sorted(index.store.committed_chunk_ids()),
-    }
 
 
 def test_kill_9_at_several_points_then_rerun_matches_a_clean_build(setup):

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from llm2vec_search.indexing import Index
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.vectors import VectorIndex
-from tests.test_crash_safety import snapshot, write_corpus
-from tests.test_index_cli import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, snapshot, write_numbered_notes
 
 # Run in a child: add vectors to a saved index, cap the size of any file this process writes 100 bytes short
 # of what the save needs (SIGXFSZ ignored, so the write fails with EFBIG as on a full disk), and save.
@@ -87,7 +87,7 @@ def test_deleting_the_last_file_under_a_root_removes_it_from_the_index(tmp_path,
     assert pruned.returncode == 0, pruned.stderr
     assert "no readable text files left under docs" in pruned.stderr
     with Index.open("default", root=tmp_path / "indexes") as index:
-        paths = {Path(hit.path).name for hit in index.search("zebra", mode="bm25")}
+        paths = {Path(hit.path).name for hit in index.search("zebra", SearchOptions(mode="bm25"))}
         assert paths == {"other.txt"}  # the other root's file stays
         assert index.status().files == 1
         assert index.vector_mismatch() == (set(), set())  # the secret's vectors went with its chunks
@@ -111,7 +111,7 @@ def chunks_of(state: dict, paths: set[str]) -> list:
 
 
 def test_index_runs_cut_short_by_a_write_limit_lose_nothing(tmp_path, tiny_model_dir):
-    corpus = write_corpus(tmp_path / "corpus", 60)
+    corpus = write_numbered_notes(tmp_path / "corpus", 60)
     baseline = run_cli("index", "corpus", "--model", str(tiny_model_dir), cwd=tmp_path)
     assert baseline.returncode == 0, baseline.stderr
     folder = tmp_path / "indexes" / "default"
@@ -120,7 +120,7 @@ def test_index_runs_cut_short_by_a_write_limit_lose_nothing(tmp_path, tiny_model
     with Index.open(folder) as index:
         before = snapshot(index)
     # The next run: 140 new files, 5 changed, 5 deleted.
-    write_corpus(corpus, 200)
+    write_numbered_notes(corpus, 200)
     changed = {corpus / f"group{i}" / f"note{i:03d}.txt" for i in range(5, 10)}
     for i in range(5):
         (corpus / f"group{i}" / f"note{i:03d}.txt").unlink()
@@ -145,7 +145,7 @@ def test_index_runs_cut_short_by_a_write_limit_lose_nothing(tmp_path, tiny_model
         with Index.open(folder) as index:
             state = snapshot(index)
             assert set(state["committed_ids"]) <= set(state["faiss"])  # every chunk searchable by meaning
-            assert index.search("thunder copper", mode="hybrid", k=5)
+            assert index.search("thunder copper", SearchOptions(mode="hybrid", k=5))
         assert chunks_of(state, untouched) == chunks_of(before, untouched)  # nothing indexed is lost
         points.add((cut.returncode, len(state["chunks"])))
         rerun = run_cli("index", "corpus", cwd=tmp_path)

@@ -1,26 +1,16 @@
 """`l2v-search doctor` as a real subprocess: exit 0 on a sound set-up, 1 with one line per problem."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.vectors import VECTORS_NAME
-from tests.conftest import save_tiny_model
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, cli_env, run_cli, save_tiny_model
 
 
 def doctor(tmp_path: Path, index_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", "doctor", "--index-dir", str(index_dir)],
-        env={**os.environ, "L2V_SEARCH_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    env = cli_env(L2V_SEARCH_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
+    return run_cli("doctor", "--index-dir", str(index_dir), env=env, timeout=300, cwd=ROOT)
 
 
 def test_doctor_reports_each_broken_index_on_one_line(tmp_path):

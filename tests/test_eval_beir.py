@@ -1,12 +1,10 @@
 """BEIR retrieval eval: the loader's checks, the real `Index` pipeline, and the CLI end to end."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_encoder
+from conftest import run_cli, tiny_encoder
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.evaluation.beir import load_beir
@@ -45,12 +43,6 @@ def write_beir(folder: Path, corpus=CORPUS, queries=QUERIES, qrels: str = QRELS,
 @pytest.fixture
 def beir_dir(tmp_path) -> Path:
     return write_beir(tmp_path / "tinybeir")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", *args], capture_output=True, text=True, timeout=180
-    )
 
 
 # loading

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from rich.console import Console
@@ -11,6 +9,7 @@ from rich.console import Console
 from llm2vec_search.cli.eval_tables import results_tables, run_table
 from llm2vec_search.errors import L2VError
 from llm2vec_search.evaluation.report import append_result, load_results
+from tests.conftest import run_cli
 
 BM25 = {
     "task": "retrieval",
@@ -99,12 +98,9 @@ def test_bad_results_files_name_the_line(tmp_path, lines, message):
 def test_cli_report_prints_the_runs_and_rejects_a_missing_file(tmp_path):
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in (BM25, DENSE, STS)))
-    command = [sys.executable, "-m", "llm2vec_search", "eval", "report"]
-    shown = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
+    shown = run_cli("eval", "report", str(path))
     assert shown.returncode == 0, shown.stderr
     assert "0.686" in shown.stdout and "0.200" in shown.stdout and "37.8" in shown.stdout
-    missing = subprocess.run(
-        [*command, str(tmp_path / "none.jsonl")], capture_output=True, text=True, timeout=120
-    )
+    missing = run_cli("eval", "report", str(tmp_path / "none.jsonl"))
     assert missing.returncode == 2
     assert "none.jsonl: cannot read" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

@@ -1,8 +1,6 @@
 """STS eval: both file formats, each malformed line, and the score through a tiny encoder and the CLI."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ from conftest import SHARED_DATA, tiny_encoder
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.evaluation.sts import StsPair, evaluate_sts, load_sts, spearman
+from tests.conftest import run_cli
 
 STSB_LINES = [
     "main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\tA girl is brushing her hair.",
@@ -90,22 +89,8 @@ def test_cli_sts_reads_the_stsb_file_and_appends_its_result(tmp_path, tiny_model
     path = tmp_path / "sts-mini.csv"
     path.write_text("\n".join(STSB_LINES) + "\n")
     results = tmp_path / "eval.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "llm2vec_search",
-        "eval",
-        "sts",
-        str(path),
-        "--model",
-        str(tiny_model_dir),
-    ]
-    result = subprocess.run(
-        [*command, "--causal", "--json", "--output", str(results)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    command = ["eval", "sts", str(path), "--model", str(tiny_model_dir)]
+    result = run_cli(*command, "--causal", "--json", "--output", str(results))
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert (record["task"], record["dataset"], record["pairs"], record["causal"]) == (

@@ -4,7 +4,8 @@ error line and exit code 2, and leave the index it was pointed at as it was."""
 import fcntl
 
 import pytest
-from test_index_cli import assert_user_error, build_corpus_index, run_cli, status
+
+from tests.conftest import assert_user_error, build_corpus_index, cli_status, run_cli
 
 MODEL = "{model}"  # replaced by the tiny model's folder
 
@@ -28,11 +29,11 @@ def indexed(tmp_path_factory, tiny_model_dir):
 
 @pytest.mark.parametrize("args, message", CLI_CASES.values(), ids=CLI_CASES.keys())
 def test_hostile_argument_is_one_error_line(args, message, indexed, tiny_model_dir):
-    before = status(indexed)
+    before = cli_status(indexed)
     result = run_cli(*(str(tiny_model_dir) if arg == MODEL else arg for arg in args), cwd=indexed)
     assert_user_error(result, message)
     assert sorted(p.name for p in (indexed / "indexes").iterdir()) == ["default"]
-    assert status(indexed) == before
+    assert cli_status(indexed) == before
 
 
 def test_second_rebuild_waits_for_the_lock_before_touching_anything(indexed):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_index_cli import assert_user_error, build_corpus_index, run_cli, status
 
 from llm2vec_search.indexing.chunking import MAX_HEADING_CHARS
 from llm2vec_search.indexing.extract import SkipFile, extract
+from tests.conftest import assert_user_error, build_corpus_index, cli_status, run_cli
 
 WORD = "hostile"
 
@@ -73,7 +73,7 @@ def test_hostile_file_never_stops_a_run(case: FileCase, tmp_path, tiny_model_dir
     case.make(corpus)
     result = run_cli("index", "corpus", "--model", str(tiny_model_dir), cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert status(tmp_path)["files"] == case.files
+    assert cli_status(tmp_path)["files"] == case.files
     if case.skipped:
         assert f"skipped ({case.skipped})" in result.stdout
     if case.shown:

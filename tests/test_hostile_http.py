@@ -1,5 +1,5 @@
 """Hostile HTTP requests, one table row each, against a real `l2v-search serve` on 127.0.0.1 (the fixture of
-test_server.py): each gets its status with an OpenAI-shaped JSON error, and none a 5xx."""
+conftest.py): each gets its status with an OpenAI-shaped JSON error, and none a 5xx."""
 
 import json
 import re
@@ -8,10 +8,11 @@ import time
 
 import httpx
 import pytest
-from test_server import KEY, served  # noqa: F401  (`served` is the server fixture)
+
+from tests.conftest import SERVER_KEY
 
 LONE_SURROGATE = b'"a\\ud800b"'  # JSON can carry it; no encoder can read it
-KEYED = {"Authorization": f"Bearer {KEY}"}
+KEYED = {"Authorization": f"Bearer {SERVER_KEY}"}
 
 HTTP_CASES = {
     "search-not-json": ("/search", b"{not json", 422),
@@ -48,7 +49,7 @@ HTTP_CASES = {
 
 
 @pytest.mark.parametrize("path, body, status", HTTP_CASES.values(), ids=HTTP_CASES.keys())
-def test_hostile_request_gets_a_json_4xx(served, path, body, status):  # noqa: F811
+def test_hostile_request_gets_a_json_4xx(served, path, body, status):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {**KEYED, "Content-Type": "application/json"}
     response = httpx.post(served.url + path, content=content, headers=headers, timeout=30)
@@ -56,10 +57,10 @@ def test_hostile_request_gets_a_json_4xx(served, path, body, status):  # noqa: F
     assert response.json()["error"]["message"]
 
 
-def test_unknown_model_is_openais_model_not_found(served):  # noqa: F811
+def test_unknown_model_is_openais_model_not_found(served):
     import openai
 
-    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=SERVER_KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError) as raised:
         client.embeddings.create(input="x", model="text-embedding-3-small")
     assert raised.value.code == "model_not_found"
@@ -68,21 +69,21 @@ def test_unknown_model_is_openais_model_not_found(served):  # noqa: F811
 
 
 AUTH_CASES = {
-    "scheme-lower-case": ("bearer " + KEY, 200),
-    "scheme-upper-case": ("BEARER " + KEY, 200),
-    "key-in-other-case": ("Bearer " + KEY.upper(), 401),
-    "basic-scheme": ("Basic " + KEY, 401),
-    "key-without-scheme": (KEY, 401),
+    "scheme-lower-case": ("bearer " + SERVER_KEY, 200),
+    "scheme-upper-case": ("BEARER " + SERVER_KEY, 200),
+    "key-in-other-case": ("Bearer " + SERVER_KEY.upper(), 401),
+    "basic-scheme": ("Basic " + SERVER_KEY, 401),
+    "key-without-scheme": (SERVER_KEY, 401),
 }
 
 
 @pytest.mark.parametrize("authorization, status", AUTH_CASES.values(), ids=AUTH_CASES.keys())
-def test_auth_scheme_is_case_insensitive_and_the_key_is_not(served, authorization, status):  # noqa: F811
+def test_auth_scheme_is_case_insensitive_and_the_key_is_not(served, authorization, status):
     response = httpx.get(f"{served.url}/v1/models", headers={"Authorization": authorization}, timeout=30)
     assert response.status_code == status, response.text
 
 
-def test_no_hostile_request_caused_an_internal_error(served):  # noqa: F811
+def test_no_hostile_request_caused_an_internal_error(served):
     log = served.log.read_text()
     assert "Traceback" not in log and "internal error" not in log
 
@@ -102,11 +103,13 @@ def read_response(sock: socket.socket) -> bytes:
     return data
 
 
-def test_an_idle_connection_outlives_the_clients_own_keep_alive(served):  # noqa: F811
+def test_an_idle_connection_outlives_the_clients_own_keep_alive(served):
     """httpx (and the OpenAI client) drop an idle pooled connection after 5 s; a server that closes at the
     same moment races them, and a request sent on the closing connection fails. The server waits longer."""
     url = httpx.URL(served.url)
-    request = f"GET /health HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Bearer {KEY}\r\n\r\n".encode()
+    request = (
+        f"GET /health HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Bearer {SERVER_KEY}\r\n\r\n".encode()
+    )
     with socket.create_connection((url.host, url.port), timeout=30) as sock:
         sock.sendall(request)
         assert read_response(sock).startswith(b"HTTP/1.1 200")

@@ -1,85 +1,30 @@
 """`l2v-search index` and `status` as a user runs them: real subprocesses, a tiny model directory."""
 
-import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from llm2vec_search.indexing import Index
-
-CORPUS = {
-    "readme.md": "# Project\n\nThis project indexes folders for search.\n\n## Install\n\nUse pip.\n",
-    "notes/todo.txt": "Remember to water the plants on Monday.\n",
-    "src/main.py": "def main():\n    print('hello world')\n",
-}
-
-
-def run_cli(
-    *args: str, cwd: Path, timeout: float = 120, preexec_fn: Callable[[], None] | None = None
-) -> subprocess.CompletedProcess:
-    """`l2v-search ARGS` in `cwd`; `preexec_fn` runs in the child before it starts (e.g. to set limits)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "L2V_SEARCH_INDEX_DIR": str(cwd / "indexes")}
-    return subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=preexec_fn,
-    )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, message: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], result.stderr
-
-
-def write_corpus(folder: Path) -> Path:
-    for name, text in CORPUS.items():
-        path = folder / "corpus" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return folder
-
-
-def build_corpus_index(folder: Path, model_dir: Path) -> Path:
-    """CORPUS under folder/corpus, indexed in-process into the `default` index that `run_cli` sees (for tests
-    about what comes after: a subprocess would cost one more model load)."""
-    with Index.open(folder / "indexes" / "default", model=str(model_dir), create=True) as index:
-        index.update([write_corpus(folder) / "corpus"])
-    return folder
+from tests.conftest import CORPUS, assert_user_error, cli_status, run_cli, write_files
 
 
 @pytest.fixture
 def workdir(tmp_path, tiny_model_dir) -> Path:
-    return write_corpus(tmp_path)
-
-
-def status(workdir: Path, name: str = "default") -> dict:
-    result = run_cli("status", "--name", name, "--json", cwd=workdir)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    write_files(tmp_path / "corpus", CORPUS)
+    return tmp_path
 
 
 def test_index_status_and_incremental_rerun(workdir, tiny_model_dir):
     first = run_cli("index", "corpus", "--model", str(tiny_model_dir), cwd=workdir)
     assert first.returncode == 0, first.stderr
     assert "files added" in first.stdout and "size on disk" in first.stdout
-    state = status(workdir)
+    state = cli_status(workdir)
     assert state["files"] == 3 and state["chunks"] >= 3
     assert state["model"] == str(tiny_model_dir) and state["dim"] == 32
     (workdir / "corpus" / "notes" / "todo.txt").unlink()
     (workdir / "corpus" / "extra.txt").write_text("A brand new file about tides.\n")
     second = run_cli("index", "corpus", cwd=workdir)  # the index remembers its model
     assert second.returncode == 0, second.stderr
-    last = status(workdir)["last_run"]
+    last = cli_status(workdir)["last_run"]
     assert (last["files_added"], last["files_removed"], last["files_unchanged"]) == (1, 1, 2)
     table = run_cli("status", cwd=workdir)
     assert "chunks" in table.stdout and str(tiny_model_dir) in table.stdout
@@ -115,5 +60,5 @@ def test_changed_chunking_needs_rebuild(workdir, tiny_model_dir):
     assert_user_error(refused, "--rebuild")
     rebuilt = run_cli("index", "corpus", "--name", "c", "--chunk-tokens", "16", "--rebuild", cwd=workdir)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    state = status(workdir, "c")
+    state = cli_status(workdir, "c")
     assert state["chunk_tokens"] == 16 and state["files"] == 3

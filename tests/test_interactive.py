@@ -8,7 +8,7 @@ import pytest
 
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.options import DEFAULT_MODE
-from tests.test_query_cli import DOCS, Terminal, cli, run_cli
+from tests.conftest import DOCS, Terminal, cli_command, run_cli, write_files
 
 LATENCY = re.compile(r"^(\d+) hits? in (\d+) ms \((.*)\)$", re.MULTILINE)
 UP_ARROW = "\x1b[A"
@@ -20,10 +20,7 @@ CTRL_D = "\x04"
 def workdir(tmp_path_factory, tiny_model_dir) -> Path:
     """DOCS indexed in-process (saves a subprocess) into workdir/indexes/default with the tiny model dir."""
     folder = tmp_path_factory.mktemp("interactive")
-    for relative, text in DOCS.items():
-        path = folder / "docs" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    write_files(folder / "docs", DOCS)
     with Index.open(folder / "indexes" / "default", model=str(tiny_model_dir), create=True) as index:
         index.update([folder / "docs"])
     return folder
@@ -49,7 +46,7 @@ def test_piped_session_runs_queries_and_commands(workdir):
         ":quit",
         "never searched",
     ]
-    result = run_cli(workdir, "query", stdin="\n".join(commands) + "\n")
+    result = run_cli("query", stdin="\n".join(commands) + "\n", cwd=workdir)
     assert result.returncode == 0, result.stderr
     answers = LATENCY.findall(result.stdout)
     assert [settings for _, _, settings in answers] == [
@@ -82,7 +79,7 @@ def test_piped_session_runs_queries_and_commands(workdir):
 
 
 def test_end_of_input_ends_the_session_and_interactive_flag_runs_the_text_first(workdir):
-    result = run_cli(workdir, "query", "ball", "-i", "--mode", "bm25", stdin=":k 1\nball\n")
+    result = run_cli("query", "ball", "-i", "--mode", "bm25", stdin=":k 1\nball\n", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert [settings for _, _, settings in LATENCY.findall(result.stdout)] == [
         "mode bm25, k 10",
@@ -93,7 +90,7 @@ def test_end_of_input_ends_the_session_and_interactive_flag_runs_the_text_first(
 
 def test_terminal_session_keeps_readline_history_across_sessions(workdir, tmp_path):
     history = tmp_path / "model-cache" / "history"  # $L2V_SEARCH_CACHE_DIR/history (see conftest)
-    first = Terminal(cli("query", "--mode", "bm25"), workdir)
+    first = Terminal(cli_command("query", "--mode", "bm25"), workdir)
     first.read_until("search> ")
     first.send("install\n")
     first.read_until(r"hits? in \d+ ms[\s\S]*search> $")  # keys sent before the prompt would race readline
@@ -107,7 +104,7 @@ def test_terminal_session_keeps_readline_history_across_sessions(workdir, tmp_pa
     assert "Traceback" not in first.output
     assert "install" in history.read_text()
 
-    second = Terminal(cli("query", "--mode", "bm25", "-k", "1"), workdir)
+    second = Terminal(cli_command("query", "--mode", "bm25", "-k", "1"), workdir)
     second.read_until("search> ")
     second.send(UP_ARROW + "\n")  # the first session's query, read from the history file
     output = second.read_until(r"hits? in \d+ ms")

@@ -1,9 +1,6 @@
 """`l2v-search mcp` end to end: a real server subprocess over stdio, driven by the `mcp` SDK's own client."""
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +12,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.search import CHUNK_FIELDS, HIT_FIELDS
-from tests.conftest import save_tiny_model
+from tests.conftest import ROOT, cli_command, cli_env, run_cli, save_tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTES = {
     "cats.md": "# Cats\n\nThe cat sat on the mat.\n\n## Dogs\n\nIt looked at the dog in the park.\n",
     "markets.md": "# Markets\n\nStock markets fell sharply after the announcement.\n",
@@ -65,9 +61,10 @@ def setup(tmp_path_factory) -> Setup:
 
 def with_session(setup: Setup, body: Callable[[ClientSession], Awaitable[None]], *args: str) -> None:
     """Start `l2v-search mcp` as a real subprocess and run `body` against it with the SDK's client."""
+    command, *arguments = cli_command("mcp", "--name", "notes", *args)
     params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "llm2vec_search", "mcp", "--name", "notes", *args],
+        command=command,
+        args=arguments,
         env=setup.env,
         cwd=str(ROOT),
     )
@@ -187,14 +184,7 @@ def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_serving(set
 
 
 def test_unknown_index_is_a_one_line_error_before_serving(setup):
-    done = subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", "mcp", "--name", "missing"],
-        env={**os.environ, **setup.env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    done = run_cli("mcp", "--name", "missing", env=cli_env(**setup.env), timeout=300, cwd=ROOT)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         f"error: no index named 'missing' at {setup.index_dir / 'missing'} (indexes here: notes); "

@@ -1,8 +1,5 @@
 """Which dtype a model runs in: GPUs never run Gemma in float16 (its activations overflow it); CPUs: fp32."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -10,7 +7,8 @@ from conftest import real_model_cache
 
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder
-from llm2vec_search.encoder.encoder import FP16_OVERFLOW_FAMILIES, choose_dtype
+from llm2vec_search.encoder.device import FP16_OVERFLOW_FAMILIES, choose_dtype
+from tests.conftest import run_cli
 
 FP16_MAX = torch.finfo(torch.float16).max
 
@@ -57,12 +55,7 @@ def test_bfloat16_on_cpu_gives_the_fp32_vectors(tiny_model_dir):
 
 def test_cli_refuses_float16_for_gemma_in_one_line(tiny_model_dir):
     command = ["embed", "a", "--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float16"]
-    result = subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", *command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(*command, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "bfloat16" in result.stderr
     assert "Traceback" not in result.stderr

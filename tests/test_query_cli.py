@@ -3,124 +3,25 @@
 Most cases use BM25 mode (no model load, about a second each); the dense and hybrid paths load the tiny model.
 """
 
-import fcntl
 import json
-import os
-import pty
 import re
-import select
-import signal
-import struct
-import subprocess
-import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
 from llm2vec_search.indexing.options import DEFAULT_MODE
 from llm2vec_search.indexing.search import HIT_FIELDS
+from tests.conftest import DOCS, Terminal, cli_command, run_cli, write_files
 
-DOCS = {
-    "guide.md": (
-        "# Guide\n\nThis guide explains the tool.\n\n"
-        "## Install\n\nRun pip install to install the package.\n\n"
-        "## Search\n\nVector search finds similar documents by meaning.\n"
-    ),
-    "notes.txt": "The dog runs in the park with a ball.\nStock markets fell sharply after the news.\n",
-    "code/fetch.py": 'def fetch_ball():\n    """Fetch the ball for the dog."""\n    return "ball"\n',
-}
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BOLD_YELLOW = "\x1b[1;33m"
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "llm2vec_search", *args]
-
-
-def run_cli(workdir: Path, *args: str, stdin: str | None = None, timeout: int = 180):
-    """Run the CLI in `workdir` (where the docs and the `indexes` folder live), output captured."""
-    return subprocess.run(
-        cli(*args), cwd=workdir, input=stdin, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def build_docs_index(workdir: Path, model_dir: Path, name: str = "default") -> Path:
     """Write DOCS under workdir/docs and index them with `l2v-search index` into workdir/indexes/NAME."""
-    for relative, text in DOCS.items():
-        path = workdir / "docs" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    result = run_cli(workdir, "index", "docs", "--model", str(model_dir), "--name", name)
+    write_files(workdir / "docs", DOCS)
+    result = run_cli("index", "docs", "--model", str(model_dir), "--name", name, cwd=workdir)
     assert result.returncode == 0, result.stderr
     return workdir / "indexes" / name
-
-
-def _take_terminal() -> None:
-    """In the child, after setsid: make its stdin (the pty) the controlling terminal, and let Ctrl-C through.
-
-    A shell starts a foreground program with SIGINT at its default, but a test run started in the
-    background (`pytest &`, `nohup`) ignores SIGINT, and an ignored signal stays ignored across exec:
-    Ctrl-C would then do nothing in the child, as it does for any program started that way.
-    """
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Terminal:
-    """A child process on a real pseudo-terminal (so Rich and readline see a tty), read with timeouts."""
-
-    def __init__(self, args: list[str], cwd: Path, columns: int = 160) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-        env["TERM"] = "xterm-256color"
-        self.process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_take_terminal,  # so Ctrl-C sent to the tty interrupts the child
-        )
-        os.close(slave)
-        self.output = ""
-
-    def read_until(self, pattern: str, timeout: float = 120) -> str:
-        """Read until `pattern` (a regex) appears in the output seen so far, or the child closes the tty."""
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.text):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {pattern!r}; output so far:\n{self.output}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:  # EIO: the child has closed the terminal
-                break
-            if not data:
-                break
-            self.output += data.decode("utf-8", "replace")
-        return self.text
-
-    @property
-    def text(self) -> str:
-        """The output without colour codes and carriage returns."""
-        return ANSI.sub("", self.output).replace("\r", "")
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def finish(self, timeout: float = 60) -> int:
-        self.read_until(r"(?!x)x", timeout)  # everything until the child closes the terminal
-        code = self.process.wait(timeout=timeout)
-        os.close(self.master)
-        return code
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +32,7 @@ def workdir(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def test_plain_output_when_piped_has_one_block_per_hit(workdir):
-    result = run_cli(workdir, "query", "install the package", "--mode", "bm25", "-k", "2")
+    result = run_cli("query", "install the package", "--mode", "bm25", "-k", "2", cwd=workdir)
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.strip().split("\n\n")
     assert 1 <= len(blocks) <= 2
@@ -143,13 +44,13 @@ def test_plain_output_when_piped_has_one_block_per_hit(workdir):
 
 
 def test_json_uses_the_default_mode(workdir):
-    result = run_cli(workdir, "query", "ball for the dog", "--json")
+    result = run_cli("query", "ball for the dog", "--json", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["mode"] == DEFAULT_MODE
 
 
 def test_json_has_query_settings_and_every_hit_field(workdir):
-    result = run_cli(workdir, "query", "ball for the dog", "--json", "-k", "3", "--mode", "hybrid")
+    result = run_cli("query", "ball for the dog", "--json", "-k", "3", "--mode", "hybrid", cwd=workdir)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert (document["query"], document["mode"], document["k"]) == ("ball for the dog", "hybrid", 3)
@@ -165,7 +66,7 @@ def test_json_has_query_settings_and_every_hit_field(workdir):
 
 
 def test_jsonl_prints_one_hit_per_line(workdir):
-    result = run_cli(workdir, "query", "ball", "--jsonl", "--mode", "bm25", "-k", "2")
+    result = run_cli("query", "ball", "--jsonl", "--mode", "bm25", "-k", "2", cwd=workdir)
     assert result.returncode == 0, result.stderr
     hits = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(hits) == 2
@@ -175,7 +76,7 @@ def test_jsonl_prints_one_hit_per_line(workdir):
 
 def test_path_filter_keeps_only_matching_files(workdir):
     for glob, names in (("*.txt", ["notes.txt"]), ("code/*", ["fetch.py"])):
-        result = run_cli(workdir, "query", "ball", "--mode", "bm25", "--path", glob, "--json")
+        result = run_cli("query", "ball", "--mode", "bm25", "--path", glob, "--json", cwd=workdir)
         assert result.returncode == 0, result.stderr
         hits = json.loads(result.stdout)["hits"]
         assert [Path(hit["path"]).name for hit in hits] == names
@@ -183,10 +84,10 @@ def test_path_filter_keeps_only_matching_files(workdir):
 
 
 def test_no_hits_exits_1(workdir):
-    result = run_cli(workdir, "query", "zebra", "--mode", "bm25")
+    result = run_cli("query", "zebra", "--mode", "bm25", cwd=workdir)
     assert (result.returncode, result.stdout) == (1, "")
     assert "no hits" in result.stderr
-    as_json = run_cli(workdir, "query", "ball", "--mode", "bm25", "--path", "*.rst", "--json")
+    as_json = run_cli("query", "ball", "--mode", "bm25", "--path", "*.rst", "--json", cwd=workdir)
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["hits"] == []
 
@@ -203,7 +104,7 @@ def test_no_hits_exits_1(workdir):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir, args, message):
-    result = run_cli(workdir, *args)
+    result = run_cli(*args, cwd=workdir)
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -212,13 +113,13 @@ def test_bad_input_is_one_line_and_exit_2(workdir, args, message):
 
 
 def test_missing_index_lists_the_indexes_that_exist(workdir):
-    result = run_cli(workdir, "query", "dog", "--name", "nope")
+    result = run_cli("query", "dog", "--name", "nope", cwd=workdir)
     assert result.returncode == 2
     assert "indexes here: default" in result.stderr
 
 
 def test_table_on_a_terminal_with_highlighted_terms(workdir):
-    terminal = Terminal(cli("query", "install the package", "--mode", "bm25", "-k", "2"), workdir)
+    terminal = Terminal(cli_command("query", "install the package", "--mode", "bm25", "-k", "2"), workdir)
     assert terminal.finish() == 0
     text = terminal.text
     for header in ("score", "location", "heading", "snippet"):

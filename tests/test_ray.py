@@ -5,18 +5,16 @@ import os
 import pickle
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import astuple
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_crash_safety import write_corpus
-from test_index_cli import assert_user_error, run_cli
 
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
@@ -27,6 +25,7 @@ from llm2vec_search.indexing.ray_embed import (
     pool_size,
     ray_embedder,
 )
+from tests.conftest import assert_user_error, free_port, run_cli, write_numbered_notes
 
 pytestmark = pytest.mark.ray
 RAY = Path(sys.executable).with_name("ray")
@@ -35,14 +34,7 @@ CHUNKING = ("--chunk-tokens", "16", "--overlap-tokens", "4")
 CLI_SECONDS = 600  # generous: a busy 2-CPU machine runs a Ray driver's start-up slowly
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_cli(*args, cwd=cwd, timeout=CLI_SECONDS)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+cli = partial(run_cli, timeout=CLI_SECONDS)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +86,7 @@ def assert_same_index(ray_folder: Path, local_folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    return write_corpus(tmp_path_factory.mktemp("ray-corpus"), FILES)
+    return write_numbered_notes(tmp_path_factory.mktemp("ray-corpus"), FILES)
 
 
 @pytest.fixture(scope="module")

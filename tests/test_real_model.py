@@ -1,14 +1,11 @@
 """End-to-end checks with the real default model (converted once into the user cache, ~1 min)."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import real_model_cache
+from conftest import real_model_cache, real_model_env, run_cli
 
 from llm2vec_search.encoder import Encoder, check_attention
 
@@ -46,40 +43,16 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_corpus"
 def test_index_and_query_sample_articles_from_the_cli(tmp_path_factory, mode):
     """The main job end to end with the default model: `index` three sample articles, then `query` them."""
     workdir = tmp_path_factory.getbasetemp() / "sample-e2e"
-    env = {**os.environ, "L2V_SEARCH_CACHE_DIR": str(real_model_cache())}
+    env = real_model_env()
     if not (workdir / "indexes" / "default").exists():
         docs = workdir / "docs"
         docs.mkdir(parents=True)
         for name in ("malacidin.md", "seattle-kraken.md", "lid-tectonics.md"):
             shutil.copy(SAMPLE / name, docs / name)
-        indexed = subprocess.run(
-            [sys.executable, "-m", "llm2vec_search", "index", "docs"],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        indexed = run_cli("index", "docs", cwd=workdir, env=env, timeout=900)
         assert indexed.returncode == 0, indexed.stderr
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llm2vec_search",
-            "query",
-            "antibiotic made by soil bacteria",
-            "--mode",
-            mode,
-            "-k",
-            "3",
-            "--json",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    query = ["query", "antibiotic made by soil bacteria", "--mode", mode, "-k", "3", "--json"]
+    result = run_cli(*query, cwd=workdir, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)["hits"]
     assert hits[0]["path"].endswith("malacidin.md")
@@ -106,14 +79,10 @@ def test_default_mode_finds_a_paraphrase_that_shares_no_content_word(tmp_path):
     docs.mkdir()
     for name, text in PARAPHRASE_FOLDER.items():
         (docs / name).write_text(text + "\n")
-    env = {**os.environ, "L2V_SEARCH_CACHE_DIR": str(real_model_cache())}
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "llm2vec_search", *args]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-
-    assert cli("index", "docs").returncode == 0
-    result = cli("query", "why does the sea level rise and fall twice a day", "--json")
+    env = real_model_env()
+    assert run_cli("index", "docs", cwd=tmp_path, env=env, timeout=900).returncode == 0
+    question = "why does the sea level rise and fall twice a day"
+    result = run_cli("query", question, "--json", cwd=tmp_path, env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)["hits"]
     assert Path(hits[0]["path"]).name == "tides.md"

@@ -9,6 +9,7 @@ import time
 
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.location import LOCK_NAME, retired_folder, staging_folder
+from llm2vec_search.indexing.options import SearchOptions
 
 
 def build(folder, text: str, model) -> None:
@@ -21,7 +22,9 @@ def build(folder, text: str, model) -> None:
 
 def words(folder) -> set[str]:
     with Index.open(folder) as index:
-        return {word for hit in index.search("old new", mode="bm25") for word in hit.text.split()}
+        return {
+            word for hit in index.search("old new", SearchOptions(mode="bm25")) for word in hit.text.split()
+        }
 
 
 def half_swapped(tmp_path, model):

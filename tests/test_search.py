@@ -103,8 +103,12 @@ def test_path_matcher_semantics():
     "text", ['"unbalanced', "AND OR NOT", "NEAR(a b)", "col:value", "a* -b ^c", "(((", "ü-ñ café's"]
 )
 def test_hostile_text_never_reaches_fts_as_syntax(index, text):
-    index.search(text, SearchOptions(mode="bm25"))  # no error, whatever FTS5 would make of the raw text
-    index.search(text, SearchOptions(mode="hybrid"))
+    """No FTS5 error, whatever it would make of the raw text: BM25 ranks only by the words, and hybrid still
+    returns a full list (its dense half ranks every chunk)."""
+    bm25 = index.search(text, SearchOptions(mode="bm25"))
+    assert all(hit.bm25_score is not None and hit.dense_score is None for hit in bm25)
+    hybrid = index.search(text, SearchOptions(mode="hybrid"))
+    assert [hit.rank for hit in hybrid] == list(range(1, min(10, index.status().chunks) + 1))
 
 
 def test_fts_query_quotes_words():

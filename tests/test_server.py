@@ -1,14 +1,9 @@
 """`l2v-search serve` end to end: a real server process over a tiny model and two real indexes, over HTTP."""
 
 import base64
-import os
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,89 +13,16 @@ from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.search import HIT_FIELDS
-from tests.conftest import save_tiny_model
-
-ROOT = Path(__file__).resolve().parents[1]
-KEY_VAR = "L2V_TEST_SERVER_KEY"
-KEY = "test-key-5f1c0a9e"
-NOTES = {
-    "cats.md": "# Cats\n\nThe cat sat on the mat and looked at the dog.\n",
-    "markets.md": "# Markets\n\nStock markets fell sharply after the announcement.\n",
-    "proteins.md": "# Proteins\n\nProteins fold into three dimensional structures.\n",
-}
-EXTRA = {"search.txt": "Vector search finds similar documents by meaning.\n"}
-
-
-@dataclass
-class Served:
-    url: str
-    port: int
-    env: dict
-    index_dir: Path
-    model_dir: Path
-    extra_dir: Path
-    headers: dict
-    log: Path
-
-
-def l2v(*args: str) -> list[str]:
-    return [sys.executable, "-m", "llm2vec_search", *args]
-
-
-def write_files(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    return folder
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def run_cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(l2v(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def index_folder(served_env: dict, folder: Path, name: str, index_dir: Path, model_dir: Path) -> None:
-    args = ["index", str(folder), "--name", name, "--index-dir", str(index_dir), "--model", str(model_dir)]
-    done = run_cli(served_env, *args, timeout=600)  # a model load: minutes on a busy machine
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
-    env = {**os.environ, "L2V_SEARCH_CACHE_DIR": str(tmp / "cache"), KEY_VAR: KEY}
-    env.pop("L2V_SEARCH_API_KEY", None)
-    model_dir = save_tiny_model(tmp / "model")
-    index_dir = tmp / "indexes"
-    extra_dir = write_files(tmp / "extra", EXTRA)
-    index_folder(env, write_files(tmp / "notes", NOTES), "notes", index_dir, model_dir)
-    with Index.open("extra", root=index_dir, model=str(model_dir), create=True) as extra:  # faster in-process
-        extra.update([extra_dir])
-    port = free_port()
-    args = f"serve --name notes --name extra --api-key {KEY_VAR} --batch-wait-ms 50 --threads 1".split()
-    log = tmp / "server.log"
-    with log.open("w") as log_file:
-        server = subprocess.Popen(
-            l2v(*args, "--index-dir", str(index_dir), "--port", str(port)), env=env, stderr=log_file, cwd=ROOT
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while True:
-        assert server.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-    yield Served(url, port, env, index_dir, model_dir, extra_dir, {"Authorization": f"Bearer {KEY}"}, log)
-    server.terminate()
-    server.wait(timeout=30)
+from tests.conftest import (
+    ROOT,
+    SERVED_NOTES,
+    SERVER_KEY,
+    Served,
+    free_port,
+    run_cli,
+    save_tiny_model,
+    write_files,
+)
 
 
 def post(served: Served, path: str, body: dict) -> httpx.Response:
@@ -124,7 +46,7 @@ def test_health_is_public_and_two_indexes_share_one_model(served):
         ("GET", "/openapi.json"),
     ],
 )
-@pytest.mark.parametrize("auth", [None, "Bearer wrong-key", KEY])
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-key", SERVER_KEY])
 def test_everything_else_needs_the_key(served, method, path, auth):
     headers = {"Authorization": auth} if auth else {}
     response = httpx.request(
@@ -211,7 +133,7 @@ def test_embeddings_are_the_encoders_vectors(served):
 def test_openai_client_works_against_the_server(served):
     import openai
 
-    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY)
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=SERVER_KEY)
     result = client.embeddings.create(input=["proteins fold", "a dog runs"], model="notes")
     assert len(result.data) == 2 and len(result.data[0].embedding) == 32
     assert result.model == "notes" and result.usage.total_tokens > 0
@@ -260,7 +182,11 @@ def test_rag_client_example_builds_a_cited_prompt(served):
         "2",
     ]
     done = subprocess.run(
-        example, env={**served.env, "L2V_SEARCH_API_KEY": KEY}, capture_output=True, text=True, timeout=30
+        example,
+        env={**served.env, "L2V_SEARCH_API_KEY": SERVER_KEY},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
     assert (
@@ -274,7 +200,9 @@ def test_server_picks_up_another_processs_index_run(served):
     query = {"query": "quokkazebra", "index": "extra", "mode": "bm25"}
     assert post(served, "/search", query).json()["hits"] == []
     write_files(served.extra_dir, {"new.md": "# New\n\nA quokkazebra is not a real animal.\n"})
-    index_folder(served.env, served.extra_dir, "extra", served.index_dir, served.model_dir)
+    args = ["index", str(served.extra_dir), "--name", "extra", "--index-dir", str(served.index_dir)]
+    done = run_cli(*args, "--model", str(served.model_dir), env=served.env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
     hits = post(served, "/search", query).json()["hits"]
     assert hits and hits[0]["path"].endswith("new.md")
     dense = post(served, "/search", {**query, "mode": "dense", "k": 10}).json()["hits"]
@@ -291,7 +219,14 @@ def test_server_picks_up_another_processs_index_run(served):
 )
 def test_serve_refuses_bad_settings_in_one_line(served, args, message):
     done = run_cli(
-        served.env, "serve", "--index-dir", str(served.index_dir), "--port", str(free_port()), *args
+        "serve",
+        "--index-dir",
+        str(served.index_dir),
+        "--port",
+        str(free_port()),
+        *args,
+        env=served.env,
+        cwd=ROOT,
     )
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
@@ -299,7 +234,9 @@ def test_serve_refuses_bad_settings_in_one_line(served, args, message):
 
 
 def test_serve_refuses_a_port_in_use(served):
-    done = run_cli(served.env, "serve", "--index-dir", str(served.index_dir), "--port", str(served.port))
+    done = run_cli(
+        "serve", "--index-dir", str(served.index_dir), "--port", str(served.port), env=served.env, cwd=ROOT
+    )
     assert done.returncode == 2 and "already in use" in done.stderr
 
 
@@ -336,7 +273,7 @@ def test_backend_loads_each_model_once_and_follows_a_rebuild_with_another_model(
 
     first = save_tiny_model(tmp_path / "first")
     second = shutil.copytree(first, tmp_path / "second")  # same weights, other path: another fingerprint
-    docs = write_files(tmp_path / "docs", NOTES)
+    docs = write_files(tmp_path / "docs", SERVED_NOTES)
     for name, model in (("a", first), ("b", first), ("c", second)):
         with Index.open(name, root=tmp_path, model=str(model), create=True) as index:
             index.update([docs])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llm2vec_search.indexing import Index
-from tests.test_index_cli import assert_user_error, run_cli, write_corpus
+from tests.conftest import CORPUS, assert_user_error, run_cli, write_files
 
 
 class InterruptedEmbedder:
@@ -27,7 +27,7 @@ class InterruptedEmbedder:
 
 
 def test_check_says_rerun_after_an_interrupted_run_and_damaged_only_for_damage(tmp_path, tiny_model_dir):
-    corpus = write_corpus(tmp_path) / "corpus"
+    corpus = write_files(tmp_path / "corpus", CORPUS)
     with Index.open(tmp_path / "indexes" / "default", model=str(tiny_model_dir), create=True) as index:
         index.update([corpus])
     (corpus / "readme.md").write_text("# Changed\n\nA new text about tides and harbors.\n")

@@ -1,14 +1,12 @@
 """`l2v-search train` through the real CLI in a subprocess, on a tiny model directory."""
 
 import json
-import os
-import subprocess
-import sys
+from functools import partial
 
 import pytest
-from test_training_stages import save_tiny_causal_lm
 
 from llm2vec_search.encoder import Encoder
+from tests.conftest import run_cli, save_tiny_causal_lm
 
 SENTENCES = [
     "The cat sat on the mat and looked at the dog.",
@@ -19,16 +17,7 @@ SENTENCES = [
 ]
 
 
-def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread beats two on a busy CPU
-    return subprocess.run(
-        [sys.executable, "-m", "llm2vec_search", "train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+train_cli = partial(run_cli, "train", timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +32,7 @@ def workdir(tmp_path_factory):
 def test_train_all_end_to_end(workdir):
     common = ["--model", "base", "--out", "model", "--mntp-data", "paragraphs.jsonl"]
     common += ["--simcse-data", "sentences.txt", "--steps", "3", "--batch-size", "4"]
-    result = run_cli(
+    result = train_cli(
         "all", *common, "--max-length", "32", "--save-every", "2", "--mini-batch", "3", cwd=workdir
     )
     assert result.returncode == 0, result.stderr
@@ -70,7 +59,7 @@ def test_train_all_end_to_end(workdir):
     assert {"torch", "transformers", "peft"} <= train_config["versions"].keys()
     assert Encoder.from_pretrained(out, device="cpu").encode(["a cat"]).shape == (1, 32)
 
-    again = run_cli("all", *common, "--max-length", "32", "--resume", cwd=workdir)
+    again = train_cli("all", *common, "--max-length", "32", "--resume", cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert "mntp: already trained" in again.stdout and "simcse: already trained" in again.stdout
 
@@ -86,7 +75,7 @@ def test_train_all_end_to_end(workdir):
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(workdir, args, message):
-    result = run_cli(*args, cwd=workdir)
+    result = train_cli(*args, cwd=workdir)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TRAINING_TEXT
-from test_training_stages import one_thread, save_tiny_causal_lm  # noqa: F401  (one_thread: autouse fixture)
+from conftest import TRAINING_TEXT, save_tiny_causal_lm
 
 from llm2vec_search import L2VError
 from llm2vec_search.training import SimCSESettings, SimCSEStage, StartingPoint
@@ -17,6 +16,8 @@ from llm2vec_search.training.data import IGNORE_INDEX
 from llm2vec_search.training.losses import info_nce, mntp_loss, mntp_prediction_positions
 
 SENTENCES = sorted(set(TRAINING_TEXT))
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

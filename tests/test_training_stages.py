@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TRAINING_TEXT, build_tokenizer, save_tiny_model, tiny_config
+from conftest import TRAINING_TEXT, save_tiny_causal_lm, save_tiny_model
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from llm2vec_search import L2VError
 from llm2vec_search.encoder import Encoder
@@ -35,22 +35,7 @@ from llm2vec_search.training.supervised import free_adapter_name
 TEXTS = ["the cat sat on the mat", "stock markets fell sharply", "proteins fold"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread than on threads fighting for a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def save_tiny_causal_lm(directory: Path, family: str = "gemma3_text") -> Path:
-    """A tiny random causal LM (with its LM head) and the tiny tokenizer, as a Hugging Face directory."""
-    tokenizer = build_tokenizer()
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(tiny_config(family, len(tokenizer))).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

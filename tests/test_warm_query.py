@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import save_tiny_model
 
 from llm2vec_search.indexing import Index
+from tests.conftest import free_port, save_tiny_model
 
 NOTES = {
     "cats.md": "# Cats\n\nThe cat sat on the mat and looked at the dog.\n",
@@ -69,8 +69,6 @@ def start_server(env: dict, index_dir: Path, port: int, log: Path) -> subprocess
 
 
 def test_one_shot_query_is_answered_by_a_running_server_and_falls_back_without_one(notes_index):
-    from test_server import free_port
-
     tmp, model_dir, env = notes_index
     query = ["query", "a cat on a mat", "--name", "notes", "--index-dir", str(tmp / "indexes"), "--json"]
     local = l2v(env, *query, "--no-server")

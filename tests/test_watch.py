@@ -2,10 +2,8 @@
 each change shows (bounded waits), then stopped with Ctrl-C."""
 
 import fcntl
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +12,8 @@ from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.location import LOCK_NAME
 from llm2vec_search.indexing.options import SearchOptions
-from tests.conftest import save_tiny_model
+from tests.conftest import ROOT, cli_command, cli_env, save_tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
 STORM_FILES = 300
 
 
@@ -56,8 +53,8 @@ def test_watch_applies_creates_edits_deletes_renames_and_a_storm_as_one_update(t
     args = ["index", str(folder), "--watch", "--name", "w", "--index-dir", str(index_dir)]
     with out.open("w") as stdout, err.open("w") as stderr:
         watcher = subprocess.Popen(
-            [sys.executable, "-m", "llm2vec_search", *args, "--model", str(model_dir)],
-            env={**os.environ, "L2V_SEARCH_CACHE_DIR": str(tmp_path / "cache")},
+            cli_command(*args, "--model", str(model_dir)),
+            env=cli_env(L2V_SEARCH_CACHE_DIR=str(tmp_path / "cache")),
             stdout=stdout,
             stderr=stderr,
             cwd=ROOT,

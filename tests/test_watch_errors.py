@@ -13,6 +13,7 @@ import numpy as np
 from llm2vec_search.errors import L2VError
 from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.location import take_lock
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.watch import watch_index
 
 
@@ -41,7 +42,7 @@ def wait_for(what: str, check, timeout: float = 60.0) -> None:
 
 def indexed(root, word: str) -> bool:
     with Index.open("w", root=root) as index:
-        return bool(index.search(word, mode="bm25"))
+        return bool(index.search(word, SearchOptions(mode="bm25")))
 
 
 def test_watch_reports_any_failure_and_keeps_going(tmp_path, tiny_model_dir):

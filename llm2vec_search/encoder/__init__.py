@@ -2,7 +2,8 @@
 
 from .adapters import ModelDirConfig
 from .bidirectional import AttentionCheck, check_attention, set_bidirectional
-from .encoder import Encoder, EncodeStats, pick_device
+from .device import pick_device
+from .encoder import Encoder, EncodeStats
 from .pooling import POOLING_MODES, pool
 
 __all__ = [

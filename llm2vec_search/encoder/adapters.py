@@ -18,7 +18,8 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import L2VError
-from .models import MODEL_CONFIG
+
+MODEL_CONFIG = "l2v-model.json"  # marks a trained l2v-search model directory (a ModelDirConfig)
 
 MODEL_FORMAT = 2  # 2: text_format, base_name and doc_max_length
 TEXT_FORMATS = ("l2v", "llm2vec")

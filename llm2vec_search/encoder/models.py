@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import L2VError
 from ..paths import CACHE_ENV, cache_dir
+from .adapters import MODEL_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache e
 # `python benchmarks/query_latency.py --first-use` measures it again.
 CONVERSION_TIME = "about 40 s of CPU"
 COMPLETE_MARKER = "l2v-cache.json"
-MODEL_CONFIG = "l2v-model.json"  # marks a trained l2v-search model directory (see adapters.ModelDirConfig)
 SCRATCH_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `.{key}.tmp-{pid}`: a conversion in progress
 SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
 
@@ -125,7 +125,7 @@ def check_model_available(spec: str) -> None:
     if name in REGISTRY:
         registered_source(name)
         return
-    from .published import is_published, resolve_chain  # imports adapters, which imports this module
+    from .published import is_published, resolve_chain
 
     if is_published(name):
         resolve_chain(name)  # raises, naming the missing link

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypedDict
 import torch
 from torch import nn
 
-from ..encoder.encoder import pick_device
+from ..encoder.device import pick_device
 from ..errors import L2VError
 from .settings import TrainSettings
 from .setup import StartingPoint, prepare_output, record_stage, versions
