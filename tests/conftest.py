@@ -497,6 +497,23 @@ class Served:
     log: Path
 
 
+def start_serve(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`l2v-search serve ARGS` (ARGS include `--port`) in the background, its stderr in `log`; returns once
+    its /health answers (a model load: minutes on a busy machine)."""
+    port = args[args.index("--port") + 1]
+    with log.open("w") as log_file:
+        server = subprocess.Popen(cli_command("serve", *args), env=env, stderr=log_file, cwd=ROOT)
+    deadline = time.monotonic() + 600
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A real `l2v-search serve` process with an API key over `notes` (indexed by the CLI) and `extra`."""
@@ -514,22 +531,11 @@ def served(tmp_path_factory):
     with Index.open("extra", root=index_dir, model=str(model_dir), create=True) as extra:  # faster in-process
         extra.update([extra_dir])
     port = free_port()
-    args = ["serve", "--name", "notes", "--name", "extra", "--api-key", SERVER_KEY_VAR]
+    args = ["--name", "notes", "--name", "extra", "--api-key", SERVER_KEY_VAR]
     args += ["--batch-wait-ms", "50", "--threads", "1"]
     log = tmp / "server.log"
-    with log.open("w") as log_file:
-        command = cli_command(*args, "--index-dir", str(index_dir), "--port", str(port))
-        server = subprocess.Popen(command, env=env, stderr=log_file, cwd=ROOT)
+    server = start_serve([*args, "--index-dir", str(index_dir), "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while True:
-        assert server.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
     headers = {"Authorization": f"Bearer {SERVER_KEY}"}
     yield Served(url, port, env, index_dir, model_dir, extra_dir, headers, log)
     server.terminate()

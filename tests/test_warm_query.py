@@ -2,28 +2,17 @@
 searching itself when there is none: real `serve` and `query` subprocesses over HTTP on 127.0.0.1."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from llm2vec_search.indexing import Index
-from tests.conftest import free_port, save_tiny_model
+from tests.conftest import cli_env, free_port, run_cli, save_tiny_model, start_serve
 
 NOTES = {
     "cats.md": "# Cats\n\nThe cat sat on the mat and looked at the dog.\n",
     "markets.md": "# Markets\n\nStock markets fell sharply after the announcement.\n",
 }
-
-
-def l2v(env: dict, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "llm2vec_search", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -35,8 +24,7 @@ def notes_index(tmp_path):
     model_dir = save_tiny_model(tmp_path / "model")
     with Index.open("notes", root=tmp_path / "indexes", model=str(model_dir), create=True) as index:
         index.update([notes])
-    env = {**os.environ, "L2V_SEARCH_CACHE_DIR": str(tmp_path / "cache")}
-    env.pop("L2V_SEARCH_API_KEY", None)
+    env = cli_env(L2V_SEARCH_CACHE_DIR=str(tmp_path / "cache"))
     return tmp_path, model_dir, env
 
 
@@ -53,41 +41,29 @@ def same_search(first: dict, second: dict) -> bool:
     return fields(first) == fields(second) and numbers(first) == pytest.approx(numbers(second), abs=1e-5)
 
 
-def start_server(env: dict, index_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    args = ["serve", "--name", "notes", "--index-dir", str(index_dir), "--port", str(port), "--threads", "1"]
-    with log.open("w") as log_file:
-        server = subprocess.Popen([sys.executable, "-m", "llm2vec_search", *args], env=env, stderr=log_file)
-    deadline = time.monotonic() + 600
-    while True:
-        assert server.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-
-
 def test_one_shot_query_is_answered_by_a_running_server_and_falls_back_without_one(notes_index):
     tmp, model_dir, env = notes_index
     query = ["query", "a cat on a mat", "--name", "notes", "--index-dir", str(tmp / "indexes"), "--json"]
-    local = l2v(env, *query, "--no-server")
+    local = run_cli(*query, "--no-server", env=env, timeout=300)
     assert local.returncode == 0, local.stderr
-    server = start_server(env, tmp / "indexes", free_port(), tmp / "server.log")
+    where = ["--name", "notes", "--index-dir", str(tmp / "indexes")]
+    args = [*where, "--port", str(free_port()), "--threads", "1"]
+    server = start_serve(args, env, tmp / "server.log")
     try:
         entries = list((tmp / "cache" / "servers").glob("*.json"))
         assert [json.loads(e.read_text())["pid"] for e in entries] == [server.pid]
         shutil.rmtree(model_dir)  # from now on only the server, which loaded the model, can embed the query
-        served = l2v(env, *query)
+        served = run_cli(*query, env=env, timeout=300)
         assert served.returncode == 0, served.stderr
         assert same_search(json.loads(served.stdout), json.loads(local.stdout))
-        assert l2v(env, *query, "--no-server").returncode == 2  # searching here needs the model: gone
-        assert l2v(env, *query, "--mode", "bm25", "--no-server").returncode == 0
+        here = run_cli(*query, "--no-server", env=env, timeout=300)
+        assert here.returncode == 2  # searching here needs the model: gone
+        assert run_cli(*query, "--mode", "bm25", "--no-server", env=env, timeout=300).returncode == 0
     finally:
         server.terminate()
         server.wait(timeout=30)
     assert not list((tmp / "cache" / "servers").glob("*.json"))  # the server took its entry with it
-    fallback = l2v(env, *query)
+    fallback = run_cli(*query, env=env, timeout=300)
     assert fallback.returncode == 2 and "Traceback" not in fallback.stderr  # searched here: no model
 
 
@@ -102,7 +78,8 @@ def test_a_dead_servers_entry_is_ignored_and_removed(notes_index):
             {"pid": 999999, "url": "http://127.0.0.1:9", "indexes": {folder: "notes"}, "needs_key": False}
         )
     )
-    result = l2v(env, "query", "cat", "--name", "notes", "--index-dir", str(tmp / "indexes"), "--json")
+    query = ["query", "cat", "--name", "notes", "--index-dir", str(tmp / "indexes"), "--json"]
+    result = run_cli(*query, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["hits"]
     assert not stale.exists()
