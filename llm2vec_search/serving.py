@@ -62,22 +62,28 @@ def announce(url: str, indexes: dict[str, Path], needs_key: bool) -> Iterator[Pa
         os.getpid(), url, {str(folder.resolve()): name for name, folder in indexes.items()}, needs_key
     )
     path = servers_dir() / f"{entry.pid}.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(entry)))
-        temporary.replace(path)
-    except OSError:  # a read-only cache only costs one-shot queries their shortcut
-        yield path
-        return
+    announced = _write_entry(path, entry)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; the default handler would then end the
     # process before the entry is removed, so SIGTERM exits through Python here.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield path
     finally:
-        path.unlink(missing_ok=True)
+        if announced:
+            path.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _write_entry(path: Path, entry: RunningServer) -> bool:
+    """False when the cache cannot be written: that only costs one-shot queries their shortcut."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(entry)))
+        temporary.replace(path)
+    except OSError:
+        return False
+    return True
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
