@@ -54,6 +54,7 @@ from llm2vec_search.evaluation.retrieval import (
     rank_documents,
 )
 from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.search import bm25_ranking, fts_query, query_words
 from llm2vec_search.indexing.store import FTS_TOKENIZER, FileRecord, Store
 
@@ -136,7 +137,7 @@ def ours(dataset: BeirDataset, encoder: LexicalOnlyEncoder, repeated: bool = Fal
     index, _ = build_eval_index(dataset, encoder, *eval_chunking(encoder.max_length))
     with index:
         if not repeated:
-            return rank_documents(index, dataset.queries, "bm25")
+            return rank_documents(index, dataset.queries, SearchOptions(mode="bm25"))
         return {
             query_id: best_documents(
                 index.store.bm25(fts_query(query_words(text, distinct=False)), DOC_DEPTH * 4)
