@@ -1,16 +1,20 @@
 """How long a query takes from the shell and warm, and what a first use costs (issue 23).
 
 Rows, each from this one run (run it on an idle machine; every process is fresh where it says so):
-- cold one-shot query: `l2v-search query TEXT --no-server` in a fresh process, the default (hybrid) mode and
-  `--mode bm25`, alternating, the median of `--runs` processes each, on an index of the first `--files`
-  files of sample_corpus/ (built first, through the CLI); then the default mode again while `l2v-search
-  serve` runs on that index, which the query asks instead of loading the model;
-- model load: `Encoder.from_pretrained("default")` in a fresh process with the model's ready entry in the
-  cache, the median of `--runs` (the call alone, and the whole process with its imports);
-- warm query embedding, query cache off: p50/p99 over `--queries` SciFact test claims, one at a time;
-- `--first-use`: the one-time GGUF conversion into an empty cache (wall and CPU seconds) and the first load,
-  which merges the adapters into the ready entry (needs ~2.2 GB of temporary disk);
-- `--ndcg`: squad_dev dense nDCG@10 (embeds its ~1.4k chunks once into the eval cache: tens of minutes).
+- cold one-shot query: `l2v-search query TEXT --no-server` in a fresh process, the default (hybrid) mode (its
+  queries through the query model that `index` built), the same with `--dtype float32` (which runs the full
+  PyTorch model), and `--mode bm25`, alternating, the median of `--runs` processes each, on an index of the
+  first `--files` files of sample_corpus/ (built first, through the CLI); then the default mode again while
+  `l2v-search serve` runs on that index, which the query asks instead;
+- model load: the query model (`find_query_encoder`) and `Encoder.from_pretrained("default")`, each in a
+  fresh process with its cache entry built, the median of `--runs` (the call alone, and the whole process);
+- warm query embedding, query cache off, p50/p99 over `--queries` SciFact test claims one at a time: the full
+  model in float32 PyTorch and the query model, and the lowest cosine between their vectors;
+- `--first-use`: the one-time GGUF conversion into an empty cache (wall and CPU seconds), the first load,
+  which merges the adapters into the ready entry (needs ~2.2 GB of temporary disk), and the query model's
+  build (export, quantization, checks);
+- `--ndcg`: squad_dev dense nDCG@10 with each model's query vectors against the same float32 documents
+  (embeds the ~1.4k chunks once into the eval cache: tens of minutes the first time).
 
     python benchmarks/query_latency.py
     python benchmarks/query_latency.py --first-use --ndcg
@@ -27,18 +31,33 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from search_latency import ROOT, percentiles, read_texts
+
+if TYPE_CHECKING:
+    from llm2vec_search.encoder import Encoder
 
 QUERY = "why does the sea level rise and fall twice a day"
 LOAD = (
     "import time; began = time.perf_counter(); from llm2vec_search.encoder import Encoder; "
     "loading = time.perf_counter(); Encoder.from_pretrained('default'); "
     "print(time.perf_counter() - loading)"
+)
+QUERY_LOAD = (  # the fingerprint as an index records it, so that nothing imports torch
+    "import time; began = time.perf_counter(); from llm2vec_search.encoder.onnx_query import "
+    "find_query_encoder; loading = time.perf_counter(); "
+    "assert find_query_encoder('{fingerprint}', 512); print(time.perf_counter() - loading)"
+)
+BUILD = (
+    "import time; from llm2vec_search.encoder import Encoder; "
+    "from llm2vec_search.encoder.onnx_export import build_query_model; encoder = Encoder.from_pretrained("
+    "'default'); began = time.perf_counter(); build_query_model(encoder); print(time.perf_counter() - began)"
 )
 CONVERT = (
     "from llm2vec_search.encoder.models import DEFAULT_BASE, convert_gguf, registered_source; "
@@ -97,9 +116,16 @@ def cold_rows(table: Table, runs: int, files: int) -> None:
         where = ["--name", "bench", "--index-dir", folder]
         cli("index", *map(str, corpus), *where)
         cli("query", QUERY, *where, "--no-server")  # the page cache warm, as for any query after the first
-        times: dict[str, list[float]] = {"default mode (hybrid)": [], "--mode bm25": []}
+        full = ("--dtype", "float32")
+        cli("query", QUERY, *where, "--no-server", *full)
+        times: dict[str, list[float]] = {
+            "default mode (hybrid)": [],
+            "--dtype float32": [],
+            "--mode bm25": [],
+        }
         for _ in range(runs):
             times["default mode (hybrid)"].append(cli("query", QUERY, *where, "--no-server"))
+            times["--dtype float32"].append(cli("query", QUERY, *where, "--no-server", *full))
             times["--mode bm25"].append(cli("query", QUERY, "--mode", "bm25", *where, "--no-server"))
         with running_serve(where):
             cli("query", QUERY, *where)
@@ -116,33 +142,58 @@ def cold_rows(table: Table, runs: int, files: int) -> None:
 
 
 def load_rows(table: Table, runs: int) -> None:
+    from llm2vec_search.encoder.encoder import model_fingerprint
+
     python(LOAD)  # builds the ready entry if it is missing; not counted
-    samples = [python(LOAD) for _ in range(runs)]
-    call = statistics.median(float(out) for _, _, out in samples)
-    process = statistics.median(wall for wall, _, _ in samples)
-    table.add_row("model load", f"median of {runs} fresh processes", f"{call:.2f} s", "from_pretrained call")
-    table.add_row("  the whole process", "python start, imports, load", f"{process:.2f} s", "")
+    python(BUILD)  # builds the query model if it is missing; not counted
+    query_load = QUERY_LOAD.format(fingerprint=model_fingerprint("default"))
+    for what, code, call in (
+        ("query model load", query_load, "find_query_encoder call"),
+        ("full model load", LOAD, "from_pretrained call"),
+    ):
+        samples = [python(code) for _ in range(runs)]
+        seconds = statistics.median(float(out) for _, _, out in samples)
+        process = statistics.median(wall for wall, _, _ in samples)
+        table.add_row(what, f"median of {runs} fresh processes", f"{seconds:.2f} s", call)
+        table.add_row("  the whole process", "python start, imports, load", f"{process:.2f} s", "")
+
+
+def embedders(encoder: "Encoder") -> dict[str, Callable[[str], np.ndarray]]:
+    """{path: embed one query} for `encoder` (the full model) and its query model, query caches off."""
+    from llm2vec_search.encoder.onnx_query import find_query_encoder
+
+    query_model = find_query_encoder(encoder.fingerprint, encoder.max_length, query_cache_size=0)
+    assert query_model is not None, "no query model (or it was not faster here): run `l2v-search index`"
+    return {
+        "float32 PyTorch": lambda text: encoder.encode([text], instruction=encoder.query_instruction)[0],
+        f"query model ({query_model.graph})": lambda text: query_model.encode_queries([text])[0],
+    }
 
 
 def warm_rows(table: Table, queries: int) -> None:
+    claims = read_texts()[1][:queries]
+    vectors: dict[str, list[np.ndarray]] = {}
     from llm2vec_search.encoder import Encoder
 
-    encoder = Encoder.from_pretrained("default")
-    claims = read_texts()[1][:queries]
-    for text in claims[:3]:
-        encoder.encode([text], instruction=encoder.query_instruction)
-    samples = []
-    for text in claims:
-        began = time.perf_counter()
-        encoder.encode([text], instruction=encoder.query_instruction)
-        samples.append(time.perf_counter() - began)
-    p50, p99 = percentiles(samples)
-    table.add_row(
-        "warm query embedding, cache off",
-        f"{len(claims)} SciFact claims",
-        f"{p50:.0f} ms p50",
-        f"{p99:.0f} ms p99",
-    )
+    for path, embed in embedders(
+        Encoder.from_pretrained("default")
+    ).items():  # one path after the other: ONNX Runtime's idle threads spin
+        for text in claims[:3]:
+            embed(text)
+        samples = []
+        for text in claims:
+            began = time.perf_counter()
+            vectors.setdefault(path, []).append(embed(text))
+            samples.append(time.perf_counter() - began)
+        p50, p99 = percentiles(samples)
+        table.add_row(
+            f"warm query embedding, {path}",
+            f"{len(claims)} SciFact claims",
+            f"{p50:.0f} ms p50",
+            f"{p99:.0f} ms p99",
+        )
+    full, fast = (np.stack(rows) for rows in vectors.values())
+    table.add_row("  lowest cosine between the two", "", f"{(full * fast).sum(axis=1).min():.6f}", "")
 
 
 def first_use_rows(table: Table) -> None:
@@ -152,19 +203,29 @@ def first_use_rows(table: Table) -> None:
         table.add_row("GGUF conversion (once)", "empty cache", f"{wall:.0f} s", f"{cpu:.0f} CPU s")
         wall, cpu, out = python(LOAD, env)
         table.add_row("first load: adapters merged into the ready entry", "", f"{float(out):.1f} s", "")
+        wall, cpu, out = python(BUILD, env)
+        table.add_row(
+            "query model build (once, by `index`)", "export, quantize, check", f"{float(out):.1f} s", ""
+        )
 
 
-def ndcg_row(table: Table) -> None:
+def ndcg_rows(table: Table) -> None:
     from llm2vec_search.encoder import Encoder
     from llm2vec_search.evaluation.beir import load_beir
     from llm2vec_search.evaluation.retrieval import run_retrieval
     from llm2vec_search.indexing.options import SearchOptions
 
     dataset = load_beir(ROOT.parent / "shared" / "data" / "squad_dev", "dev")
-    result = run_retrieval(dataset, Encoder.from_pretrained("default"), SearchOptions(mode="dense"))
-    table.add_row(
-        "squad_dev dense nDCG@10", f"{result.queries} queries", f"{result.metrics['ndcg@10']:.4f}", ""
-    )
+    encoder = Encoder.from_pretrained("default", max_length=256)  # the documents, as quality.md's rows
+    for path, embed in embedders(Encoder.from_pretrained("default")).items():
+        query_vectors = {key: embed(text) for key, text in dataset.queries.items()}
+        result = run_retrieval(dataset, encoder, SearchOptions(mode="dense"), query_vectors=query_vectors)
+        table.add_row(
+            f"squad_dev dense nDCG@10, {path} queries",
+            f"{result.queries} queries, float32 documents",
+            f"{result.metrics['ndcg@10']:.4f}",
+            "",
+        )
 
 
 def main() -> None:
@@ -186,7 +247,7 @@ def main() -> None:
     load_rows(table, args.runs)
     warm_rows(table, args.queries)
     if args.ndcg:
-        ndcg_row(table)
+        ndcg_rows(table)
     console.print(table)
 
 

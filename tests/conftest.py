@@ -67,12 +67,17 @@ def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(TRAINING_TEXT, trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
-    )
     from tokenizers import decoders
 
     tokenizer.decoder = decoders.ByteLevel()
+    return _with_bos(tokenizer)
+
+
+def _with_bos(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """`tokenizer` prepending <bos>, wrapped as transformers' fast tokenizer with the special tokens."""
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token="<pad>",
@@ -81,6 +86,30 @@ def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
         unk_token="<unk>",
         mask_token="<mask>",
     )
+
+
+def build_gemma_style_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """A BPE shaped like Gemma's (spaces replaced by ▁, no pre-tokenizer, byte fallback: the 256 <0xNN>
+    tokens after the learned ones), with the same special tokens as `build_tokenizer`, an added token
+    `<custom>`, and <bos> prepended."""
+    import json
+
+    from tokenizers import decoders, normalizers
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    tokenizer.train_from_iterator(TRAINING_TEXT, trainer)
+    spec = json.loads(tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    spec["model"]["byte_fallback"] = True
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    tokenizer.add_tokens(["<custom>"])
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback()])
+    return _with_bos(tokenizer)
 
 
 def tiny_config(family: str, vocab_size: int):

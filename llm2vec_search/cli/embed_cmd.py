@@ -27,7 +27,7 @@ def embed(
 ) -> None:
     """Embed TEXTS; print cosine similarities between them (or the vectors with --json)."""
     from ..encoder import Encoder
-    from ..encoder.encoder import validate_texts
+    from ..encoder.tokens import validate_texts
 
     validate_texts(texts)
     encoder = Encoder.from_pretrained(

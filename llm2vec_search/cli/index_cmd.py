@@ -144,6 +144,9 @@ def index_command(
             )
         if embedder is not None:
             err_console.print(f"embedded on {embedder.pool.describe()}", markup=False)
+        index.prepare_query_model(
+            announce=lambda: err_console.print("building the query model (once per model, about 30 s)")
+        )
         if watch:
             _watch(index, paths, include, exclude, debounce)
 

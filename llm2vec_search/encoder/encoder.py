@@ -3,7 +3,6 @@
 import hashlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from .models import DEFAULT_BASE, model_family, resolve_weights, weights_identit
 from .pooling import POOLING_MODES, pool
 from .published import LLM2VecText, is_published, published_config, text_handling, with_chain
 from .ready import load_ready
+from .recent import QUERY_CACHE_SIZE, RecentVectors
+from .tokens import Tokenized, assemble, instruction_prompt, validate_texts
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 SHIPPED_DEFAULT = Path(__file__).resolve().parent.parent / "models" / "default"
 DEFAULT_MAX_LENGTH = 512
 DEFAULT_BATCH_TOKENS = 8192
-# Query vectors `encode(..., cache=True)` keeps by default: 1,024 × 640 floats, 2.6 MB for the default.
-QUERY_CACHE_SIZE = 1024
 
 
 @dataclass
@@ -39,13 +38,6 @@ class EncodeStats:
     tokens: int = 0
     truncated: int = 0
     batches: int = 0
-
-
-@dataclass
-class Tokenized:
-    ids: list[int]
-    pool_positions: list[int]
-    truncated: bool
 
 
 def model_config(spec: str) -> tuple[ModelDirConfig, Path | None]:
@@ -133,8 +125,7 @@ class Encoder:
         if pooling == "bos" and not self._prefix:
             raise L2VError("bos pooling needs a tokenizer that adds a BOS token")
         self._instruction_ids: dict[str, list[int]] = {}
-        self.query_cache_size = query_cache_size
-        self._recent: OrderedDict[tuple[str | None, bool, str], np.ndarray] = OrderedDict()
+        self._recent = RecentVectors(query_cache_size)
 
     @classmethod
     def from_pretrained(
@@ -212,33 +203,18 @@ class Encoder:
             )
             return [Tokenized(ids, positions, truncated) for ids, positions, truncated in rows]
         instruction_ids = self._instruction_tokens(instruction)
-        budget = self.max_length - len(self._prefix) - len(instruction_ids) - len(self._suffix)
-        if budget < 1:
-            raise L2VError(f"the instruction alone fills max_length={self.max_length} tokens")
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        start = len(self._prefix) + len(instruction_ids)
-        result = []
-        for text_ids in encoded:
-            kept = text_ids[:budget]
-            ids = self._prefix + instruction_ids + kept + self._suffix
-            if self.pooling == "last_token":
-                positions = [len(ids) - 1]
-            elif self.pooling == "bos":
-                positions = [0]
-            else:
-                positions = list(range(start, start + len(kept)))
-            result.append(Tokenized(ids, positions, truncated=len(text_ids) > budget))
-        return result
+        return [
+            assemble(ids, instruction_ids, self._prefix, self._suffix, self.pooling, self.max_length)
+            for ids in encoded
+        ]
 
     def _instruction_tokens(self, instruction: str | None) -> list[int]:
         if not instruction or not instruction.strip():
             return []
         if instruction not in self._instruction_ids:
-            text = instruction.strip()
-            if text[-1] not in ":.?!\n":
-                text += ":"
-            ids = self.tokenizer(text + " ", add_special_tokens=False)["input_ids"]
-            self._instruction_ids[instruction] = ids
+            prompt = instruction_prompt(instruction)
+            self._instruction_ids[instruction] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return self._instruction_ids[instruction]
 
     def encode_queries(self, texts: Sequence[str], **kwargs) -> np.ndarray:
@@ -298,20 +274,14 @@ class Encoder:
         self, texts: Sequence[str], instruction: str | None, normalize: bool, batch_size: int, max_tokens: int
     ) -> np.ndarray:
         validate_texts(texts)  # before hashing: a non-string must be refused as `encode` refuses it
-        keys = [(instruction, normalize, text) for text in texts]
-        missing = list(dict.fromkeys(key for key in keys if key not in self._recent))
         self.last_stats = EncodeStats()
-        if missing:
-            fresh = self.encode(
+
+        def embed(missing: list) -> np.ndarray:
+            return self.encode(
                 [text for _, _, text in missing], instruction, batch_size, normalize, None, max_tokens
             )
-            self._recent.update(zip(missing, fresh, strict=True))
-        output = np.stack([self._recent[key] for key in keys])
-        for key in keys:
-            self._recent.move_to_end(key)
-        while len(self._recent) > self.query_cache_size:
-            self._recent.popitem(last=False)
-        return output
+
+        return self._recent.get([(instruction, normalize, text) for text in texts], embed)
 
     def forward(self, batch: list[Tokenized]) -> torch.Tensor:
         """Right-pad a batch, run the model and pool; returns float32 (batch, dim), with gradients when the
@@ -333,15 +303,6 @@ class Encoder:
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         """The pooled vectors through the model's head, when it has one (a distilled model's projection)."""
         return pooled if self.head is None else self.head(pooled)
-
-
-def validate_texts(texts: Sequence[str]) -> None:
-    """Refuse what cannot be embedded, naming the text: non-strings and empty or whitespace-only strings."""
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise L2VError(f"text {i} is a {type(text).__name__}, not a string")
-        if not text.strip():
-            raise L2VError(f"text {i} is empty or only whitespace; there is nothing to embed")
 
 
 def _token_budget_batches(order: list[int], items: list[Tokenized], batch_size: int, max_tokens: int):

@@ -7,6 +7,7 @@ a rebuild's side folder and swap, removing only its own files), `settings` (what
 sha256. Searches only read, and see the last committed state.
 """
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,16 +46,28 @@ from .vectors import INDEX_TYPES, VectorIndex
 
 if TYPE_CHECKING:
     from ..encoder import Encoder
+    from ..encoder.onnx_query import QueryEncoder
+
+log = logging.getLogger(__name__)
 
 
 class Index:
     """A searchable index; open one with `Index.open(...)` and use it as a context manager."""
 
-    def __init__(self, folder: IndexFolder, encoder: "Encoder | None", device: str, dtype: str) -> None:
+    def __init__(
+        self,
+        folder: IndexFolder,
+        encoder: "Encoder | None",
+        device: str,
+        dtype: str,
+        onnx_queries: bool = True,
+    ) -> None:
         self.name, self.path = folder.name, folder.path
         self.folder = folder  # the lock, the database, a rebuild's side folder and swap: the index's life
         self._device, self._dtype = device, dtype  # where and how to run the model once it loads
         self._encoder = encoder
+        self._onnx_queries = onnx_queries and device == dtype == "auto"
+        self._query_encoder: QueryEncoder | None = None
         self._vectors: VectorIndex | None = None
 
     # opening and closing
@@ -72,6 +85,7 @@ class Index:
         index_type: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        onnx_queries: bool = True,
     ) -> "Index":
         """Open (or with `create`/`rebuild`, start) an index; see the module docstring for the layout.
 
@@ -80,6 +94,8 @@ class Index:
         time: the vectors are reshaped at the next update. With `rebuild`, the new index is built in a side
         folder and swapped in when `update` completes, so the old one stays searchable meanwhile. `device`
         and `dtype` say where the model runs when this index loads it (see `Encoder.from_pretrained`).
+        `onnx_queries=False` embeds queries with that model even where the query model (`query_encoder`)
+        is built.
         """
         name, folder = resolve_index(name_or_path, root)
         if index_type is not None and index_type not in INDEX_TYPES:
@@ -88,7 +104,7 @@ class Index:
         place = IndexFolder.open(name, folder, writing)
         try:
             if not rebuild and place.open_existing():
-                index = cls(place, None, device, dtype)
+                index = cls(place, None, device, dtype, onnx_queries)
                 index._encoder = check_compatible(
                     index.settings, name, model, chunk_tokens, overlap_tokens, device, dtype
                 )
@@ -97,6 +113,7 @@ class Index:
                 index = cls._start(
                     place, model, rebuild, chunk_tokens, overlap_tokens, index_type, device, dtype
                 )
+                index._onnx_queries = onnx_queries and index._onnx_queries
             else:
                 raise missing_index(name, folder, root)
         except BaseException:
@@ -156,6 +173,41 @@ class Index:
             self._encoder = self.load_encoder()
         return self._encoder
 
+    @property
+    def query_encoder(self) -> "Encoder | QueryEncoder":
+        """What embeds queries: the model's torch-free query model when it is built, checked and faster on
+        this machine (`encoder.onnx_query`; a one-shot search then never imports torch), else `encoder`."""
+        if self._query_encoder is None and self._onnx_queries:
+            from ..encoder.onnx_query import find_query_encoder
+
+            settings = self.settings
+            self._query_encoder = find_query_encoder(settings.fingerprint, settings.max_length)
+        return self._query_encoder or self.encoder
+
+    def prepare_query_model(self, announce: Callable[[], None] | None = None) -> Path | None:
+        """Build the query model for this index's model if this process has loaded that model and the query
+        model is not built yet (tens of seconds, once per model and machine; `announce()` is called first;
+        see `encoder.onnx_export`). Its folder, or None where there is none. A failed build is logged, never
+        raised: queries then keep the full model."""
+        if self._encoder is None or not self._onnx_queries:
+            return None
+        from ..encoder.onnx_query import QUERY_MARKER, query_entry, query_model_usable
+
+        if not query_model_usable(self._encoder):
+            return None
+        entry = query_entry(self._encoder.fingerprint, self._encoder.max_length)
+        if (entry / QUERY_MARKER).exists():
+            return entry
+        if announce:
+            announce()
+        from ..encoder.onnx_export import build_query_model
+
+        try:
+            return build_query_model(self._encoder)
+        except Exception as exc:  # an export or runtime failure must not fail the update that preceded it
+            log.warning("could not build the query model (%s); queries use the full model", exc)
+            return None
+
     def load_encoder(self, spec: str | None = None, settings: IndexSettings | None = None) -> "Encoder":
         """Load the spec the index records, or `spec` instead; either must give the index's fingerprint.
         `settings`: the index's, read beforehand (by a server under its lock, so the load, which takes
@@ -201,6 +253,8 @@ class Index:
             if self.folder.reopen_if_replaced():
                 if self._encoder and self._encoder.fingerprint != self.settings.fingerprint:
                     self._encoder = None
+                if self._query_encoder and self._query_encoder.fingerprint != self.settings.fingerprint:
+                    self._query_encoder = None
                 changed = True
             if self._vectors is not None and self.folder.vectors_replaced():
                 self._load_vectors()
@@ -232,7 +286,7 @@ class Index:
         if options.mode != "bm25":  # BM25 needs only SQLite
             vectors = self.vectors
             if query_vectors is None and vectors.count:
-                query_vectors = self.encoder.encode_queries(list(texts))
+                query_vectors = self.query_encoder.encode_queries(list(texts))
         return rank_queries(self.store, vectors, texts, query_vectors, options)
 
     # status

@@ -64,9 +64,7 @@ def check_reachable(address: str) -> None:
 
 def check_address(address: str) -> str:
     if not _ADDRESS.match(address):
-        raise L2VError(
-            f"--ray-address {address!r} is not one of: auto, ray://HOST:PORT, HOST:PORT"
-        )
+        raise L2VError(f"--ray-address {address!r} is not one of: auto, ray://HOST:PORT, HOST:PORT")
     return address
 
 
