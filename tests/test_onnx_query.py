@@ -20,6 +20,7 @@ from llm2vec_search.encoder.onnx_query import (
     QUERY_MARKER,
     QueryEncoder,
     QueryTokenizer,
+    describe_query_path,
     find_query_encoder,
     query_model_usable,
 )
@@ -159,3 +160,14 @@ def test_query_path_imports_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_doctor_says_how_queries_are_embedded():
+    encoder = windowed_encoder()
+    assert "no query model built yet" in describe_query_path(encoder.fingerprint, encoder.max_length)
+    entry = build_query_model(encoder)
+    said = describe_query_path(encoder.fingerprint, encoder.max_length)
+    if manifest(entry)["graph"]:
+        assert said.startswith("query model, ") and "ms a query; PyTorch" in said
+    else:
+        assert said.startswith("full model (its query model was not faster here")

@@ -67,6 +67,7 @@ def _models() -> Iterator[Finding]:
 
 def _indexes(index_dir: Path | None) -> Iterator[Finding]:
     from ..encoder.encoder import model_fingerprint
+    from ..encoder.onnx_query import describe_query_path
     from ..indexing import Index
     from ..indexing.location import index_root, list_indexes
 
@@ -107,6 +108,7 @@ def _indexes(index_dir: Path | None) -> Iterator[Finding]:
                 "in SQLite (an update was interrupted?); rerun `l2v-search index` on its folders to repair it"
             )
         yield Finding("indexes", name, value, "; ".join(problems) or None)
+        yield Finding("indexes", "  queries", describe_query_path(status.fingerprint, status.max_length))
 
 
 def _server() -> Iterator[Finding]:

@@ -78,6 +78,22 @@ def find_query_encoder(
         return None
 
 
+def describe_query_path(fingerprint: str, max_length: int) -> str:
+    """How this model's queries are embedded here, for `doctor`: which graph and its measured speed-up."""
+    try:
+        manifest = json.loads((query_entry(fingerprint, max_length) / QUERY_MARKER).read_text())
+    except (OSError, ValueError):
+        return "full model (no query model built yet: the next `index` run that embeds builds it)"
+    checks, graph = manifest.get("checks", {}), manifest.get("graph")
+    torch_ms = checks.get("torch", {}).get("ms", 0.0)
+    if not graph:
+        return f"full model (its query model was not faster here: PyTorch {torch_ms:.0f} ms a query)"
+    weights = next((name for name, file in GRAPHS.items() if file == graph), graph)
+    return (
+        f"query model, {weights} weights ({checks[weights]['ms']:.0f} ms a query; PyTorch {torch_ms:.0f} ms)"
+    )
+
+
 class QueryTokenizer:
     """Token ids of texts, without special tokens: through the SentencePiece model when the build found it
     exact (`spm_tokenizer`; it loads in a tenth of the time), else through `tokenizers`, which is also read
