@@ -2,10 +2,13 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import real_model_cache, real_model_env, run_cli
+from conftest import SHARED_DATA, real_model_cache, real_model_env, run_cli
+from sentencepiece import SentencePieceProcessor
 
 from llm2vec_search.encoder import Encoder, check_attention
 
@@ -86,3 +89,48 @@ def test_default_mode_finds_a_paraphrase_that_shares_no_content_word(tmp_path):
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)["hits"]
     assert Path(hits[0]["path"]).name == "tides.md"
+
+
+def test_query_model_answers_without_torch(tmp_path_factory):
+    """After `index` (above) built the query model, a search in a fresh process embeds its query with it, and
+    never imports torch, wherever the build found it faster than PyTorch (else the full model answers)."""
+    test_index_and_query_sample_articles_from_the_cli(tmp_path_factory, "dense")
+    root = tmp_path_factory.getbasetemp() / "sample-e2e" / "indexes"
+    code = (
+        "import sys; from pathlib import Path; from llm2vec_search.indexing import Index\n"
+        f"with Index.open('default', root=Path({str(root)!r})) as index:\n"
+        "    hits = index.search('antibiotic made by soil bacteria')\n"
+        "    print(type(index.query_encoder).__name__, 'torch' in sys.modules, Path(hits[0].path).name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=real_model_env(), check=True
+    )
+    kind, torch_imported, first = done.stdout.split()
+    assert first == "malacidin.md"
+    assert (kind, torch_imported) in {("QueryEncoder", "False"), ("Encoder", "True")}
+
+
+def test_sentencepiece_tokenizer_matches_the_default_on_real_text():
+    """The SentencePiece form of Gemma 3's tokenizer gives its ids on every SciFact and squad_dev query, 2,000
+    Wikipedia sentences and the sample corpus (texts that spell out `<unk>` go to `tokenizers` by design)."""
+    from tokenizers import Tokenizer
+
+    from llm2vec_search.encoder.models import DEFAULT_BASE, resolve_weights
+    from llm2vec_search.encoder.spm_tokenizer import spm_model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("L2V_SEARCH_CACHE_DIR", str(real_model_cache()))
+        weights, _ = resolve_weights(DEFAULT_BASE)
+    original = Tokenizer.from_file(str(weights / "tokenizer.json"))
+    model, unmatched = spm_model(original.to_str())
+    processor = SentencePieceProcessor(model_proto=model)
+    texts = [
+        json.loads(line)["text"]
+        for name in ("scifact", "squad_dev")
+        for line in (SHARED_DATA / name / "queries.jsonl").open()
+    ]
+    texts += (SHARED_DATA / "wiki_en" / "sentences.txt").read_text().splitlines()[:2000]
+    texts += [path.read_text() for path in sorted(SAMPLE.glob("*.md"))]
+    assert unmatched == ["<unk>"]
+    expected = [encoding.ids for encoding in original.encode_batch(texts, add_special_tokens=False)]
+    assert processor.encode(texts) == expected

@@ -11,6 +11,7 @@ import logging
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,7 +112,10 @@ def export_graph(encoder: Encoder, path: Path) -> None:
     mask = torch.ones(2, 8, dtype=torch.long)
     example = (torch.zeros(2, 8, hidden), mask, mask)
     names = ["inputs_embeds", "attention_mask", "pool_mask"]
-    with torch.no_grad():
+    # The tracer warns that Python branches on shapes become constants: they are the ones that pick the causal
+    # or padding path, fixed for this model, and would otherwise fill the user's terminal.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             QueryGraph(encoder).eval(),
             example,
