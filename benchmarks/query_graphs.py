@@ -21,7 +21,7 @@ from search_latency import percentiles, read_texts
 
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.encoder.onnx_export import build_query_model, export_graph, optimize_graph
-from llm2vec_search.encoder.onnx_query import GRAPHS, QUERY_MARKER, QueryEncoder
+from llm2vec_search.encoder.onnx_query import GRAPHS, QUERY_MARKER, QueryEncoder, import_onnxruntime
 
 # (bits, block size, accuracy level)
 VARIANTS = [(8, 32, 4), (8, 128, 4), (8, 32, 0), (4, 32, 4), (4, 128, 0)]
@@ -29,6 +29,8 @@ VARIANTS = [(8, 32, 4), (8, 128, 4), (8, 32, 0), (4, 32, 4), (4, 128, 0)]
 
 def quantize(source: Path, target: Path, bits: int, block: int, level: int) -> None:
     import onnx
+
+    import_onnxruntime()
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     quantizer = MatMulNBitsQuantizer(

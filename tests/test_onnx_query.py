@@ -3,6 +3,7 @@ vectors (float32 graph exactly, int8 graph closely), its SentencePiece tokenizer
 index searches with it once `index` has built it, and a one-shot search then never imports torch."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,23 @@ def test_doctor_says_how_queries_are_embedded():
         assert said.startswith("query model, ") and "ms a query; PyTorch" in said
     else:
         assert said.startswith("full model (its query model was not faster here")
+
+
+def test_onnx_runtime_telemetry_stays_off(tmp_path):
+    """ONNX Runtime's Linux builds report usage and keep a device identifier under ~/.cache/Microsoft unless
+    told not to; a search through the query model must leave nothing there (and send nothing)."""
+    encoder = windowed_encoder()
+    entry = build_query_model(encoder, keep_all=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    code = (
+        "import json, sys; from pathlib import Path\n"
+        "from llm2vec_search.encoder.onnx_query import QUERY_MARKER, QueryEncoder\n"
+        f"entry = Path({str(entry)!r})\n"
+        "manifest = json.loads((entry / QUERY_MARKER).read_text())\n"
+        f"QueryEncoder(entry, manifest, {GRAPHS['float32']!r}).encode_queries(['the cat'])\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    assert not list(home.rglob("*")), [str(path) for path in home.rglob("*")]

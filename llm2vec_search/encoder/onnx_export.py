@@ -31,6 +31,7 @@ from .onnx_query import (
     WEIGHTS_SUFFIX,
     QueryEncoder,
     QueryTokenizer,
+    import_onnxruntime,
     query_entry,
     query_model_usable,
 )
@@ -131,6 +132,8 @@ def export_graph(encoder: Encoder, path: Path) -> None:
 def quantize_graph(source: Path, target: Path) -> None:
     """Every MatMul with a constant weight → MatMulNBits with 8-bit symmetric blocks; the rest as it is."""
     import onnx
+
+    import_onnxruntime()
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     quantizer_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
@@ -154,8 +157,7 @@ def optimize_graph(source: Path, target: Path) -> None:
     """`source` with ONNX Runtime's portable graph optimizations applied, its weights in a file beside it
     (`<target>.data`), which a session maps into memory instead of parsing: a session then starts in about
     0.65 s instead of 1.5 s for the default's float32 graph."""
-    import onnxruntime
-
+    onnxruntime = import_onnxruntime()
     options = onnxruntime.SessionOptions()
     # EXTENDED, not ALL: ALL adds layout changes for this CPU's vector width, and a cache may move machines
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

@@ -41,6 +41,16 @@ SPM_FILE = "tokenizer.model"
 MIN_COSINE = 0.995  # the least agreement with float32 PyTorch for a query vector that may search its index
 
 
+def import_onnxruntime():
+    """onnxruntime, with its usage telemetry off (unless the user set the variable): since 1.29 its Linux
+    and macOS builds report to Microsoft and write a device identifier by default, and this tool runs
+    offline. The variable is read once, when the runtime starts, so it is set before the first import."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 def query_entry(fingerprint: str, max_length: int) -> Path:
     return cache_dir() / f"query-{fingerprint}-{max_length}"
 
@@ -126,8 +136,7 @@ class QueryEncoder:
     def __init__(
         self, entry: Path, manifest: dict[str, Any], graph: str, query_cache_size: int = QUERY_CACHE_SIZE
     ) -> None:
-        import onnxruntime
-
+        onnxruntime = import_onnxruntime()
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # done at build
         options.intra_op_num_threads = len(os.sched_getaffinity(0))
