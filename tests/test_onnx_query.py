@@ -192,3 +192,27 @@ def test_onnx_runtime_telemetry_stays_off(tmp_path):
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
     assert not list(home.rglob("*")), [str(path) for path in home.rglob("*")]
+
+
+def test_a_server_embeds_searches_with_the_query_model():
+    """`serve` and `mcp` batch search queries through the query model where there is one; the full model
+    keeps embedding everything else (/v1/embeddings)."""
+    import asyncio
+
+    from llm2vec_search.server.backend import Backend, BatchSettings
+
+    encoder = windowed_encoder()
+    entry = build_query_model(encoder, keep_all=True)
+    info = manifest(entry)
+    info["graph"] = GRAPHS["float32"]  # as if it had been the faster one here
+    (entry / QUERY_MARKER).write_text(json.dumps(info))
+    expected = QueryEncoder(entry, info, GRAPHS["float32"]).encode_queries(["the cat"])[0]
+    for onnx_queries, batched in ((True, "query model"), (False, "full model")):
+        backend = Backend(BatchSettings(), onnx_queries=onnx_queries)
+        try:
+            model = backend._model_for(encoder)
+            assert model.describe()["queries"] == batched
+            vector = asyncio.run(model.embed_query("the cat"))
+            assert float(vector @ expected) > 0.99999
+        finally:
+            backend.close()

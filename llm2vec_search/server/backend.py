@@ -32,13 +32,21 @@ class BatchSettings:
 
 @dataclass
 class ServedModel:
-    """An encoder shared by every index built with it, and the batcher that owns its forward passes."""
+    """An encoder shared by every index built with it, and the batcher that owns its forward passes; searches
+    go through the model's query model and its own batcher when `index` built one that is faster here."""
 
     encoder: object  # llm2vec_search.encoder.Encoder (imported lazily)
     batcher: MicroBatcher
+    query_batcher: MicroBatcher | None = None
 
     async def embed(self, texts: Sequence[str], instruction: str | None = None) -> Embedded:
         return await asyncio.wrap_future(self.batcher.submit(texts, instruction))
+
+    async def embed_query(self, query: str) -> np.ndarray:
+        """One search query's vector, with the model's query instruction."""
+        batcher = self.query_batcher or self.batcher
+        embedded = batcher.submit([query], self.encoder.query_instruction)
+        return (await asyncio.wrap_future(embedded)).vectors[0]
 
     def describe(self, public: bool = False) -> dict:
         """The model and its batching counters; `public` (for a path that needs no API key) leaves out its
@@ -48,6 +56,7 @@ class ServedModel:
             "fingerprint": self.encoder.fingerprint,
             "enabled": self.batcher.batching,
             **self.batcher.stats.to_dict(),
+            "queries": "query model" if self.query_batcher else "full model",
         }
 
 
@@ -99,6 +108,13 @@ def encode_with_token_counts(encoder, texts: list[str], instruction: str | None)
     return Embedded(encoder.encode(texts, instruction=instruction, cache=True), tokens)
 
 
+def encode_queries_with_token_counts(query_encoder, texts: list[str], instruction: str | None) -> Embedded:
+    """`encode_with_token_counts` for a query model (`encoder.onnx_query`), which always adds its model's
+    query instruction: the one `embed_query` passes."""
+    tokens = np.array([len(item.ids) for item in query_encoder.tokenize(texts)])
+    return Embedded(query_encoder.encode_queries(texts), tokens)
+
+
 class UnknownIndex(L2VError):
     """A request named an index this server does not serve (HTTP 404)."""
 
@@ -114,10 +130,17 @@ class Backend:
     never loads one (the MCP server); otherwise every index's model loads up front (the HTTP server).
     """
 
-    def __init__(self, settings: BatchSettings, lazy_models: bool = False, model: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: BatchSettings,
+        lazy_models: bool = False,
+        model: str | None = None,
+        onnx_queries: bool = True,
+    ) -> None:
         self.settings = settings
         self.lazy_models = lazy_models
         self.model_spec = model
+        self.onnx_queries = onnx_queries  # searches through a model's query model where it has one
         self.indexes: dict[str, ServedIndex] = {}
         self.models: dict[str, ServedModel] = {}
         self._loading = threading.Lock()
@@ -143,7 +166,7 @@ class Backend:
         # One query at a time gains nothing from FAISS's OpenMP threads, and their spin-waiting slows the
         # model's own threads several times over on a small CPU (measured: 55 ms vs 500 ms per query).
         faiss.omp_set_num_threads(1)
-        backend = cls(settings, lazy_models, model)
+        backend = cls(settings, lazy_models, model, onnx_queries=device == dtype == "auto")
         try:
             for name in dict.fromkeys(names):
                 # Reads the index's settings; loads no model yet.
@@ -188,21 +211,37 @@ class Backend:
         model, vector = None, None
         if options.mode != "bm25":
             model = await anyio.to_thread.run_sync(self.model_of, served)
-            vector = (await model.embed([query], model.encoder.query_instruction)).vectors[0]
+            vector = await model.embed_query(query)
         hits = await anyio.to_thread.run_sync(served.search, query, model, vector, options)
         return served, hits
 
     def _model_for(self, encoder) -> ServedModel:
-        """A loaded encoder served with its batcher (called holding `_loading`)."""
-        batcher = MicroBatcher(
-            partial(encode_with_token_counts, encoder),
-            max_batch=self.settings.max_batch,
-            wait_ms=self.settings.wait_ms,
-            batching=self.settings.batching,
-            name=encoder.name,
+        """A loaded encoder served with its batcher, and its query model with one when there is one (called
+        holding `_loading`)."""
+        from ..encoder.onnx_query import find_query_encoder
+
+        query_encoder = (
+            find_query_encoder(encoder.fingerprint, encoder.max_length) if self.onnx_queries else None
         )
-        self.models[encoder.fingerprint] = ServedModel(encoder, batcher)
+        self.models[encoder.fingerprint] = ServedModel(
+            encoder,
+            self._batcher(partial(encode_with_token_counts, encoder), encoder.name),
+            query_encoder
+            and self._batcher(
+                partial(encode_queries_with_token_counts, query_encoder), f"{encoder.name} queries"
+            ),
+        )
         return self.models[encoder.fingerprint]
+
+    def _batcher(self, embed, name: str) -> MicroBatcher:
+        settings = self.settings
+        return MicroBatcher(
+            embed,
+            max_batch=settings.max_batch,
+            wait_ms=settings.wait_ms,
+            batching=settings.batching,
+            name=name,
+        )
 
     def index(self, name: str | None) -> ServedIndex:
         """The named index (the first one when None), re-read first if another process changed it on disk."""
@@ -228,5 +267,7 @@ class Backend:
     def close(self) -> None:
         for model in self.models.values():
             model.batcher.close()
+            if model.query_batcher:
+                model.query_batcher.close()
         for served in self.indexes.values():
             served.index.close()
