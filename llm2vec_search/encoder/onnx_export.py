@@ -1,10 +1,12 @@
 """Build the torch-free query path (`onnx_query`) from a loaded `Encoder`: once per model and machine.
 
-The network is exported to ONNX from the embeddings on (TorchScript tracing), its matrix multiplications
-quantized to 8-bit weights in blocks (ONNX Runtime's `MatMulNBits`; activations stay float32, since Gemma 3's
-reach ~1e5), and the scaled embedding table stored beside it as float16 rows read by memory map. Then the
-same sample queries go through both paths: the entry records the lowest cosine between them and each path's
-median time per query here, and queries take the ONNX path only where it was the faster one (issue 23).
+The network is exported to ONNX from the embeddings on (TorchScript tracing) as a float32 graph and as one
+whose matrix multiplications hold 8-bit weights in blocks of 32 (ONNX Runtime's `MatMulNBits`, activations
+quantized per block too, so the products run in integer arithmetic), each with ONNX Runtime's portable graph
+optimizations applied once; the scaled embedding table is stored as float16 rows read by memory map, and the
+tokenizer also as a SentencePiece model where that is exact. Then the same sample queries go through PyTorch
+and each graph: the entry records the lowest cosine and each path's median time per query here, and keeps
+the fastest graph that agrees, if it beat PyTorch (issue 23).
 """
 
 import logging

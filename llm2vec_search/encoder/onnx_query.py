@@ -1,11 +1,12 @@
-"""Embedding queries without PyTorch: the model in ONNX Runtime with 8-bit weights (issue 23).
+"""Embedding queries without PyTorch: the model's network in ONNX Runtime (issue 23).
 
-A query is a few dozen tokens, so embedding one reads every weight once for little arithmetic: memory
-bandwidth bounds it, and float32 weights are 400 MB for the default. 8-bit weights read a quarter of that.
-And a process that only searches then never imports torch or transformers, which was most of a one-shot
-query's time. `onnx_export.build_query_model` writes the entry (`query-<fingerprint>-<max length>/` in the
-model cache) from the loaded `Encoder`; this module only reads it, with numpy, `tokenizers` and
-`onnxruntime`.
+A one-shot search used to spend most of its time importing torch and transformers and loading the full model;
+a warm query spent it in PyTorch's eager execution of ~2,000 small operations. The query model is the same
+network as one ONNX graph (float32 weights, or 8-bit ones where that is faster), an embedding table read by
+memory map and a SentencePiece form of the tokenizer: it loads in under a second and embeds a query 2-2.5x
+faster than PyTorch on 2 cores (docs/performance.md). `onnx_export.build_query_model` writes the entry
+(`query-<fingerprint>-<max length>/` in the model cache) from a loaded `Encoder`; this module only reads it,
+with numpy, `sentencepiece` (or `tokenizers`) and `onnxruntime`.
 
 Documents are always embedded by `Encoder` in float32; only queries take this path, and only where the build
 measured it faster than float32 PyTorch on this machine with vectors within `MIN_COSINE` of PyTorch's.
