@@ -1,12 +1,12 @@
 """The embedding core: model specs → bidirectional decoder → adapters → pooled, normalized vectors.
 
-The names below are imported on first use, so that the torch-free modules of this package (`tokens`,
-`onnx_query`) can be imported without torch.
+The public names are imported lazily, so that the torch-free modules of this package (`tokens`, `recent`,
+`onnx_query`: the query path) can be imported without torch.
 """
 
-import importlib
+from importlib import import_module
 
-_HOMES = {
+_LAZY = {
     "ModelDirConfig": "adapters",
     "AttentionCheck": "bidirectional",
     "check_attention": "bidirectional",
@@ -17,12 +17,10 @@ _HOMES = {
     "POOLING_MODES": "pooling",
     "pool": "pooling",
 }
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-
-
-__all__ = sorted(_HOMES)
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
