@@ -1,5 +1,6 @@
 """`l2v-search doctor`: what a user needs to know when something is off, checked without loading a model."""
 
+import os
 import platform
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ def _runtime() -> Iterator[Finding]:
     import torch
 
     from ..encoder import pick_device
+    from ..encoder.onnx_query import import_onnxruntime
 
     yield Finding("runtime", "l2v-search", __version__)
     yield Finding("runtime", "python", f"{platform.python_version()} ({sys.executable})")
@@ -44,6 +46,11 @@ def _runtime() -> Iterator[Finding]:
     device, dtype = pick_device()
     yield Finding("runtime", "auto picks", f"{device.type}, {str(dtype).removeprefix('torch.')}")
     yield Finding("runtime", "CPU backend", f"torch, {torch.get_num_threads()} threads")
+    version = import_onnxruntime().__version__
+    telemetry = (
+        "off" if os.environ.get("ORT_DISABLE_TELEMETRY") == "1" else "on (ORT_DISABLE_TELEMETRY is set)"
+    )
+    yield Finding("runtime", "query models", f"onnxruntime {version}, its telemetry {telemetry}")
 
 
 def _models() -> Iterator[Finding]:
