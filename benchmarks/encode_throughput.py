@@ -55,6 +55,7 @@ import torch
 from cpu_share import OtherWork
 
 from llm2vec_search.encoder import Encoder
+from llm2vec_search.encoder.onnx_export import padding_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -193,12 +194,9 @@ class PaddingOnlyMasks(torch.nn.Module):
     def __init__(self, model) -> None:
         super().__init__()
         self.model = model
-        self.layer_types = sorted(set(getattr(model.config, "layer_types", None) or ["full_attention"]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        width = input_ids.shape[1]
-        keys = attention_mask[:, None, None, :].bool().expand(-1, 1, width, -1)
-        masks = dict.fromkeys(self.layer_types, keys)
+        masks = padding_masks(self.model.config, attention_mask)
         return self.model(input_ids=input_ids, attention_mask=masks, use_cache=False).last_hidden_state
 
 

@@ -11,51 +11,23 @@ float32 and int8 (8 bits, blocks of 32, level 4) the same way on each machine (`
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
-from search_latency import percentiles, read_texts
+from search_latency import embed_one_at_a_time, percentiles, read_texts
 
 from llm2vec_search.encoder import Encoder
-from llm2vec_search.encoder.onnx_export import build_query_model, export_graph, optimize_graph
-from llm2vec_search.encoder.onnx_query import GRAPHS, QUERY_MARKER, QueryEncoder, import_onnxruntime
+from llm2vec_search.encoder.onnx_export import build_query_model, export_graph, optimize_graph, quantize_graph
+from llm2vec_search.encoder.onnx_query import GRAPHS, QUERY_MARKER, QueryEncoder
 
 # (bits, block size, accuracy level)
 VARIANTS = [(8, 32, 4), (8, 128, 4), (8, 32, 0), (4, 32, 4), (4, 128, 0)]
 
 
-def quantize(source: Path, target: Path, bits: int, block: int, level: int) -> None:
-    import onnx
-
-    import_onnxruntime()
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(source)), bits=bits, block_size=block, is_symmetric=True, accuracy_level=level
-    )
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
-
-
-def timed(embed, texts: list[str]) -> tuple[np.ndarray, list[float]]:
-    for text in texts[:3]:
-        embed(text)
-    vectors, samples = [], []
-    for text in texts:
-        began = time.perf_counter()
-        vectors.append(embed(text))
-        samples.append(time.perf_counter() - began)
-    return np.stack(vectors), samples
-
-
 def main() -> None:
     import json
-    import logging
 
-    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -68,7 +40,7 @@ def main() -> None:
     table = Table(title=f"one query at a time, {len(claims)} SciFact claims")
     for column in ("graph", "p50 ms", "p99 ms", "lowest cosine to PyTorch"):
         table.add_column(column)
-    reference, samples = timed(
+    reference, samples = embed_one_at_a_time(
         lambda t: encoder.encode([t], instruction=encoder.query_instruction)[0], claims
     )
     table.add_row("float32 PyTorch", *(f"{ms:.1f}" for ms in percentiles(samples)), "1")
@@ -79,13 +51,13 @@ def main() -> None:
         for bits, block, level in VARIANTS:
             name = f"{bits}-bit, blocks of {block}, accuracy level {level}"
             quantized = Path(scratch) / f"q{bits}-{block}-{level}.onnx"
-            quantize(plain, quantized, bits, block, level)
+            quantize_graph(plain, quantized, bits, block, level)
             optimized = Path(scratch) / f"optimized-{quantized.name}"
             optimize_graph(quantized, optimized)
             graphs[name] = str(optimized)  # an absolute path: the entry's folder does not apply
         for name, graph in graphs.items():
             query_model = QueryEncoder(entry, manifest, graph, query_cache_size=0)
-            vectors, samples = timed(lambda t, q=query_model: q.encode_queries([t])[0], claims)
+            vectors, samples = embed_one_at_a_time(lambda t, q=query_model: q.encode_queries([t])[0], claims)
             low = float((vectors * reference).sum(axis=1).min())
             table.add_row(
                 f"ONNX Runtime, {name}", *(f"{ms:.1f}" for ms in percentiles(samples)), f"{low:.5f}"

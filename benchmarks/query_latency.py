@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from search_latency import ROOT, percentiles, read_texts
+from search_latency import ROOT, embed_one_at_a_time, percentiles, read_texts
 
 if TYPE_CHECKING:
     from llm2vec_search.encoder import Encoder
@@ -171,20 +171,13 @@ def embedders(encoder: "Encoder") -> dict[str, Callable[[str], np.ndarray]]:
 
 
 def warm_rows(table: Table, queries: int) -> None:
-    claims = read_texts()[1][:queries]
-    vectors: dict[str, list[np.ndarray]] = {}
     from llm2vec_search.encoder import Encoder
 
-    for path, embed in embedders(
-        Encoder.from_pretrained("default")
-    ).items():  # one path after the other: ONNX Runtime's idle threads spin
-        for text in claims[:3]:
-            embed(text)
-        samples = []
-        for text in claims:
-            began = time.perf_counter()
-            vectors.setdefault(path, []).append(embed(text))
-            samples.append(time.perf_counter() - began)
+    claims = read_texts()[1][:queries]
+    vectors: dict[str, np.ndarray] = {}
+    # one path after the other: ONNX Runtime's idle threads spin a while after a run
+    for path, embed in embedders(Encoder.from_pretrained("default")).items():
+        vectors[path], samples = embed_one_at_a_time(embed, claims)
         p50, p99 = percentiles(samples)
         table.add_row(
             f"warm query embedding, {path}",
@@ -192,7 +185,7 @@ def warm_rows(table: Table, queries: int) -> None:
             f"{p50:.0f} ms p50",
             f"{p99:.0f} ms p99",
         )
-    full, fast = (np.stack(rows) for rows in vectors.values())
+    full, fast = vectors.values()
     table.add_row("  lowest cosine between the two", "", f"{(full * fast).sum(axis=1).min():.6f}", "")
 
 

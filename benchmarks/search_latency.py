@@ -92,6 +92,18 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples, 50)) * 1000, float(np.percentile(samples, 99)) * 1000
 
 
+def embed_one_at_a_time(embed, texts: list[str]) -> tuple[np.ndarray, list[float]]:
+    """(the vectors, seconds per text) of `embed(text)` on each text alone, after 3 that warm it up."""
+    for text in texts[:3]:
+        embed(text)
+    vectors, samples = [], []
+    for text in texts:
+        began = time.perf_counter()
+        vectors.append(embed(text))
+        samples.append(time.perf_counter() - began)
+    return np.stack(vectors), samples
+
+
 def time_queries(store, vectors, encoder, queries, mode: str, repeats: int) -> list[float]:
     """p50/p99 in ms of one query at a time, fully answered (encode + FAISS + SQLite rows), then the p50 of
     each part: the encoder, and the search with its metadata join."""

@@ -18,6 +18,7 @@ from llm2vec_search.encoder.onnx_export import TOKENIZER_CHECKS, build_query_mod
 from llm2vec_search.encoder.onnx_query import (
     GRAPHS,
     MIN_COSINE,
+    QUERY_FORMAT,
     QUERY_MARKER,
     QueryEncoder,
     QueryTokenizer,
@@ -216,3 +217,18 @@ def test_a_server_embeds_searches_with_the_query_model():
             assert float(vector @ expected) > 0.99999
         finally:
             backend.close()
+
+
+def test_an_entry_of_an_older_format_is_built_again():
+    encoder = windowed_encoder()
+    entry = build_query_model(encoder)
+    stale = manifest(entry)
+    stale["format"] = 0
+    (entry / QUERY_MARKER).write_text(json.dumps(stale))
+    assert find_query_encoder(encoder.fingerprint, encoder.max_length) is None
+    said = []
+    assert build_query_model(encoder, announce=lambda: said.append("building")) == entry
+    assert said == ["building"]
+    assert manifest(entry)["format"] == QUERY_FORMAT
+    assert build_query_model(encoder, announce=lambda: said.append("again")) == entry
+    assert said == ["building"]  # a current entry is not built twice

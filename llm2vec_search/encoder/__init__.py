@@ -4,7 +4,7 @@ The public names are imported lazily, so that the torch-free modules of this pac
 `onnx_query`: the query path) can be imported without torch.
 """
 
-from importlib import import_module
+from ..lazy import lazy_attributes
 
 _LAZY = {
     "ModelDirConfig": "adapters",
@@ -20,7 +20,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -20,7 +20,7 @@ from .pooling import POOLING_MODES, pool
 from .published import LLM2VecText, is_published, published_config, text_handling, with_chain
 from .ready import load_ready
 from .recent import QUERY_CACHE_SIZE, RecentVectors
-from .tokens import Tokenized, assemble, instruction_prompt, validate_texts
+from .tokens import Tokenized, assemble, instruction_prompt, padded_batch, validate_texts
 
 log = logging.getLogger(__name__)
 
@@ -286,15 +286,8 @@ class Encoder:
     def forward(self, batch: list[Tokenized]) -> torch.Tensor:
         """Right-pad a batch, run the model and pool; returns float32 (batch, dim), with gradients when the
         caller allows them (training runs its batches through here)."""
-        width = max(len(item.ids) for item in batch)
-        pad_id = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        pool_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, item in enumerate(batch):
-            input_ids[row, : len(item.ids)] = torch.tensor(item.ids)
-            attention[row, : len(item.ids)] = 1
-            pool_mask[row, item.pool_positions] = 1
+        padded = padded_batch(batch, self.tokenizer.pad_token_id)
+        input_ids, attention, pool_mask = (torch.from_numpy(array) for array in padded)
         device = self.device
         masks = attention_masks(self.model, attention.to(device))
         hidden = self.model(input_ids=input_ids.to(device), attention_mask=masks).last_hidden_state

@@ -36,6 +36,7 @@ from .onnx_query import (
     import_onnxruntime,
     query_entry,
     query_model_usable,
+    read_manifest,
 )
 from .pooling import pool
 from .spm_tokenizer import spm_model
@@ -131,8 +132,15 @@ def export_graph(encoder: Encoder, path: Path) -> None:
         )
 
 
-def quantize_graph(source: Path, target: Path) -> None:
-    """Every MatMul with a constant weight → MatMulNBits with 8-bit symmetric blocks; the rest as it is."""
+def quantize_graph(
+    source: Path,
+    target: Path,
+    bits: int = WEIGHT_BITS,
+    block_size: int = BLOCK_SIZE,
+    accuracy_level: int = INT8_ARITHMETIC,
+) -> None:
+    """Every MatMul with a constant weight → MatMulNBits with `bits`-bit symmetric blocks of `block_size`
+    input channels (8 and 32, as the query model has them); the rest as it is."""
     import onnx
 
     import_onnxruntime()
@@ -144,10 +152,10 @@ def quantize_graph(source: Path, target: Path) -> None:
     try:
         quantizer = MatMulNBitsQuantizer(
             onnx.load(str(source)),
-            bits=WEIGHT_BITS,
-            block_size=BLOCK_SIZE,
+            bits=bits,
+            block_size=block_size,
             is_symmetric=True,
-            accuracy_level=INT8_ARITHMETIC,
+            accuracy_level=accuracy_level,
         )
         quantizer.process()
         quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
@@ -173,15 +181,22 @@ def optimize_graph(source: Path, target: Path) -> None:
     onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
-def build_query_model(encoder: Encoder, keep_all: bool = False, replace: bool = False) -> Path | None:
-    """Write `encoder`'s query entry into the model cache unless it is there (or with `replace`); its folder,
-    or None when the model cannot take the ONNX path (see `query_model_usable`). The entry keeps the graph
-    chosen here, or with `keep_all` every graph it made."""
+def build_query_model(
+    encoder: Encoder,
+    keep_all: bool = False,
+    replace: bool = False,
+    announce: Callable[[], None] | None = None,
+) -> Path | None:
+    """Write `encoder`'s query entry into the model cache unless a current one is there (or with `replace`),
+    calling `announce()` first; its folder, or None when the model cannot take the ONNX path (see
+    `query_model_usable`). The entry keeps the graph chosen here, or with `keep_all` every graph it made."""
     if not query_model_usable(encoder):
         return None
     entry = query_entry(encoder.fingerprint, encoder.max_length)
-    if (entry / QUERY_MARKER).exists() and not replace:
+    if not replace and read_manifest(encoder.fingerprint, encoder.max_length) is not None:
         return entry
+    if announce:
+        announce()
     from .models import write_cache_entry
 
     return write_cache_entry(entry.name, lambda folder: _write_entry(encoder, folder, keep_all), QUERY_MARKER)

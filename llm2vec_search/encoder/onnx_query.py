@@ -23,7 +23,7 @@ import numpy as np
 
 from ..paths import cache_dir
 from .recent import QUERY_CACHE_SIZE, RecentVectors
-from .tokens import Tokenized, assemble, validate_texts
+from .tokens import Tokenized, assemble, padded_batch, validate_texts
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -69,19 +69,26 @@ def query_model_usable(encoder: "Encoder") -> bool:
     )
 
 
-def find_query_encoder(
-    fingerprint: str, max_length: int, query_cache_size: int = QUERY_CACHE_SIZE
-) -> "QueryEncoder | None":
-    """The ONNX query encoder for this model, if its entry is built, checked and faster here; else None."""
-    entry = query_entry(fingerprint, max_length)
+def read_manifest(fingerprint: str, max_length: int) -> dict[str, Any] | None:
+    """The manifest of this model's query entry when the entry is built, readable and of the current format;
+    else None (an entry of an older format is built again)."""
     try:
-        manifest = json.loads((entry / QUERY_MARKER).read_text())
+        manifest = json.loads((query_entry(fingerprint, max_length) / QUERY_MARKER).read_text())
     except (OSError, ValueError):
         return None
     if manifest.get("format") != QUERY_FORMAT or manifest.get("fingerprint") != fingerprint:
         return None
-    if not manifest.get("graph"):  # the build found PyTorch faster on this machine
+    return manifest
+
+
+def find_query_encoder(
+    fingerprint: str, max_length: int, query_cache_size: int = QUERY_CACHE_SIZE
+) -> "QueryEncoder | None":
+    """The ONNX query encoder for this model, if its entry is built, checked and faster here; else None."""
+    manifest = read_manifest(fingerprint, max_length)
+    if manifest is None or not manifest.get("graph"):  # none, or the build found PyTorch faster here
         return None
+    entry = query_entry(fingerprint, max_length)
     try:
         return QueryEncoder(entry, manifest, manifest["graph"], query_cache_size)
     except Exception as exc:  # onnxruntime missing, or a damaged entry: the float32 path still answers
@@ -91,9 +98,8 @@ def find_query_encoder(
 
 def describe_query_path(fingerprint: str, max_length: int) -> str:
     """How this model's queries are embedded here, for `doctor`: which graph and its measured speed-up."""
-    try:
-        manifest = json.loads((query_entry(fingerprint, max_length) / QUERY_MARKER).read_text())
-    except (OSError, ValueError):
+    manifest = read_manifest(fingerprint, max_length)
+    if manifest is None:
         return "full model (no query model built yet: the next `index` run that embeds builds it)"
     checks, graph = manifest.get("checks", {}), manifest.get("graph")
     torch_ms = checks.get("torch", {}).get("ms", 0.0)
@@ -173,16 +179,8 @@ class QueryEncoder:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         """The texts as queries through the graph, in one right-padded batch."""
-        items = self.tokenize(texts)
-        width = max(len(item.ids) for item in items)
-        ids = np.zeros((len(items), width), dtype=np.int64)
-        attention = np.zeros((len(items), width), dtype=np.int64)
-        pool_mask = np.zeros((len(items), width), dtype=np.int64)
-        for row, item in enumerate(items):
-            ids[row, : len(item.ids)] = item.ids
-            attention[row, : len(item.ids)] = 1
-            pool_mask[row, item.pool_positions] = 1
-        embedded = self.embeddings[ids].astype(np.float32)  # padding rows are masked out
+        ids, attention, pool_mask = padded_batch(self.tokenize(texts), pad_id=0)  # padding is masked out
+        embedded = self.embeddings[ids].astype(np.float32)
         feeds = {"inputs_embeds": embedded, "attention_mask": attention, "pool_mask": pool_mask}
         vectors = self.session.run(None, feeds)[0]
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

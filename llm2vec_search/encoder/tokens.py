@@ -5,6 +5,8 @@ pooled. Plain Python, so that the torch-free query path (`onnx_query`) builds ex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import L2VError
 
 
@@ -48,6 +50,19 @@ def assemble(
         start = len(prefix) + len(instruction_ids)
         positions = list(range(start, start + len(kept)))
     return Tokenized(ids, positions, truncated=len(text_ids) > budget)
+
+
+def padded_batch(items: Sequence[Tokenized], pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token ids right-padded with `pad_id`, attention mask, pool mask), each (batch, longest) int64."""
+    width = max(len(item.ids) for item in items)
+    ids = np.full((len(items), width), pad_id, dtype=np.int64)
+    attention = np.zeros((len(items), width), dtype=np.int64)
+    pool_mask = np.zeros((len(items), width), dtype=np.int64)
+    for row, item in enumerate(items):
+        ids[row, : len(item.ids)] = item.ids
+        attention[row, : len(item.ids)] = 1
+        pool_mask[row, item.pool_positions] = 1
+    return ids, attention, pool_mask
 
 
 def validate_texts(texts: Sequence[str]) -> None:

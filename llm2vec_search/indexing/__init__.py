@@ -8,7 +8,7 @@ what it was built with; `Index` is the front over all of it.
 The public names are imported lazily, so that reading a constant from `indexing.search` does not load FAISS.
 """
 
-from importlib import import_module
+from ..lazy import lazy_attributes
 
 _LAZY = {
     "Chunk": "chunking",
@@ -24,7 +24,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

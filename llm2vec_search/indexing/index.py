@@ -191,19 +191,10 @@ class Index:
         raised: queries then keep the full model."""
         if self._encoder is None or not self._onnx_queries:
             return None
-        from ..encoder.onnx_query import QUERY_MARKER, query_entry, query_model_usable
-
-        if not query_model_usable(self._encoder):
-            return None
-        entry = query_entry(self._encoder.fingerprint, self._encoder.max_length)
-        if (entry / QUERY_MARKER).exists():
-            return entry
-        if announce:
-            announce()
         from ..encoder.onnx_export import build_query_model
 
         try:
-            return build_query_model(self._encoder)
+            return build_query_model(self._encoder, announce=announce)
         except Exception as exc:  # an export or runtime failure must not fail the update that preceded it
             log.warning("could not build the query model (%s); queries use the full model", exc)
             return None
