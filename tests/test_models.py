@@ -140,12 +140,12 @@ def test_a_conversion_parses_the_gguf_file_once(tmp_path, monkeypatch):
     import gguf
 
     parses = []
-    reader = gguf.GGUFReader
 
-    def counting(path, mode="r"):
-        parses.append(path)
-        return reader(path, mode)
+    class Counting(gguf.GGUFReader):
+        def __init__(self, path, mode="r"):
+            parses.append(path)
+            super().__init__(path, mode)
 
-    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
     Encoder.from_pretrained(write_tiny_gguf(tmp_path / "tiny.gguf"), device="cpu")
     assert len(parses) == 1
