@@ -202,8 +202,15 @@ def main() -> None:
     parser.add_argument("--search-mode", default="dense", help="The mode /search requests ask for.")
     parser.add_argument("--threads", type=int, help="Pass --threads N to the server (default: PyTorch's).")
     parser.add_argument("--out", type=Path, help="Also write the rows as JSON here.")
+    parser.add_argument(
+        "--texts",
+        type=int,
+        default=5000,
+        help="Distinct query texts, cycled: more than a cell sends, so that the server's cache of recent "
+        "queries seldom answers one",
+    )
     args = parser.parse_args()
-    texts = queries(500)
+    texts = queries(args.texts)
     cells = []
     with tempfile.TemporaryDirectory(prefix="l2v-serve-load-") as tmp:
         folder = Path(tmp)

@@ -57,6 +57,7 @@ class ServedModel:
             "enabled": self.batcher.batching,
             **self.batcher.stats.to_dict(),
             "queries": "query model" if self.query_batcher else "full model",
+            **({"query_batcher": self.query_batcher.stats.to_dict()} if self.query_batcher else {}),
         }
 
 
