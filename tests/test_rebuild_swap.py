@@ -8,7 +8,7 @@ import threading
 import time
 
 from llm2vec_search.indexing import Index
-from llm2vec_search.indexing.location import LOCK_NAME, retired_folder, staging_folder
+from llm2vec_search.indexing.location import LOCK_NAME, folder_size, retired_folder, staging_folder
 from llm2vec_search.indexing.options import SearchOptions
 
 
@@ -62,3 +62,14 @@ def test_a_swap_cut_short_by_a_crash_is_finished_on_open(tmp_path, tiny_model_di
     folder = half_swapped(tmp_path, tiny_model_dir)
     assert "new" in words(folder)
     assert not retired_folder(folder).exists() and not staging_folder(folder).exists()
+
+
+def test_folder_size_counts_files_and_takes_a_missing_folder_as_empty(tmp_path):
+    """`status` reads the size while another process may swap the folder's files: a folder or file that is
+    gone counts as nothing instead of failing the reader."""
+    (tmp_path / "a").write_bytes(b"x" * 10)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(b"y" * 5)
+    assert folder_size(tmp_path) == 10
+    assert folder_size(tmp_path / "gone") == 0
+    assert folder_size(tmp_path / "a") == 0

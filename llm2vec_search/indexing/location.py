@@ -4,6 +4,7 @@ swaps it in on success, finishes a swap a crash cut short, and removes only its 
 rules live in `IndexFolder`.
 """
 
+import contextlib
 import fcntl
 import os
 import re
@@ -193,7 +194,15 @@ def is_locked(folder: Path) -> bool:
 
 
 def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+    """Bytes of the files in `folder`; a file that a writer in another process renames or removes while this
+    counts (its `.tmp` files) is left out rather than failing a reader's `status`."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file():
+                    total += entry.stat().st_size
+    return total
 
 
 def file_signature(path: Path) -> tuple | None:
