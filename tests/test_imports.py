@@ -142,8 +142,8 @@ def test_rich_is_imported_only_by_the_cli():
 
 # Imports the third-party libraries given after the first argument, then forks once per package module named
 # in the first (comma-separated): each child imports its module into a process where no module of the package
-# is loaded yet, and prints a line if that fails. A fresh interpreter per module took 40-50 s on 2 cores, most
-# of it importing torch and transformers again each time.
+# is loaded yet, and a line is printed if that fails or the child dies. A fresh interpreter per module took
+# 40-50 s on 2 cores, most of it importing torch and transformers again each time.
 FORKING_IMPORTER = """
 import importlib, os, sys
 for library in sys.argv[2:]:
@@ -160,7 +160,9 @@ for name in sys.argv[1].split(","):
             print(name, type(error).__name__, str(error).splitlines()[0] if str(error) else "", flush=True)
             os._exit(1)
         os._exit(0)
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):  # a crash in native code prints nothing of its own
+        print(name, "killed by signal", os.WTERMSIG(status), flush=True)
 """
 
 

@@ -241,8 +241,8 @@ class Encoder:
 
         Texts are sorted by length and batched by a padded-token budget (`max_batch_tokens`, at most
         `batch_size` texts; by default `CPU_BATCH_TOKENS` or `GPU_BATCH_TOKENS`), which wastes little compute
-        on padding. Texts longer than `max_length` tokens are
-        truncated; the count is in `self.last_stats.truncated` and logged as a warning. With `cache`, texts
+        on padding. Texts longer than `max_length` tokens are truncated; the count is in
+        `self.last_stats.truncated` and logged as a warning. With `cache`, texts
         met in the last `query_cache_size` cached texts are not embedded again (queries repeat, in a REPL
         session and across a server's clients; `last_stats` then counts only what was embedded).
         """
