@@ -7,6 +7,7 @@ p99, and the lowest cosine of its query vectors to PyTorch's. The query model `i
 float32 and int8 (8 bits, blocks of 32, level 4) the same way on each machine (`onnx_export.choose_graph`).
 
     python benchmarks/query_graphs.py
+    python benchmarks/query_graphs.py --model RUN_DIR      # another model (e.g. a pruned one)
 """
 
 import argparse
@@ -32,12 +33,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--model", default="default", help="a model spec, as --model takes them")
     args = parser.parse_args()
     claims = read_texts()[1][: args.queries]
-    encoder = Encoder.from_pretrained("default", query_cache_size=0)
+    encoder = Encoder.from_pretrained(args.model, query_cache_size=0)
     entry = build_query_model(encoder, keep_all=True, replace=True)  # rebuilt, keeping both of its graphs
     manifest = json.loads((entry / QUERY_MARKER).read_text())
-    table = Table(title=f"one query at a time, {len(claims)} SciFact claims")
+    table = Table(title=f"{args.model}: one query at a time, {len(claims)} SciFact claims")
     for column in ("graph", "p50 ms", "p99 ms", "lowest cosine to PyTorch"):
         table.add_column(column)
     reference, samples = embed_one_at_a_time(

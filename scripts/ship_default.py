@@ -4,6 +4,7 @@
     python scripts/ship_default.py RUN_DIR --checkpoint simcse:50     # that stage's adapter at step 50
     python scripts/ship_default.py RUN_DIR --checkpoint supervised-2:60 --start default --to DIR
     python scripts/ship_default.py RUN_DIR --scale supervised-2:0.5 --to DIR   # halfway back to the start
+    python scripts/ship_default.py RUN_DIR --layers 14 --to DIR      # pruned: only the first 14 layers run
 
 Copies `l2v-model.json` and each listed adapter (config + weights, halved to fp16: half the size; the vectors
 agree with fp32 adapters to a cosine above 0.9999; a distilled stage's head stays fp32) and keeps the target's
@@ -15,6 +16,7 @@ it). A run stopped before its end has no `l2v-model.json` yet: `--start` names t
 whose adapters come first, and the stage's recorded settings give the query instruction it was trained with.
 `--scale STAGE:FACTOR` multiplies that stage's weight update by FACTOR (its LoRA B matrices; B·A scales
 linearly): a linear merge of the stage with the model it started from, 0 being the start and 1 the stage.
+`--layers N` keeps only the first N transformer layers of the model (pruned, untrained further).
 """
 
 import argparse
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from llm2vec_search.encoder.adapters import MODEL_FORMAT
 from llm2vec_search.training.features import HEAD_FILE
 from llm2vec_search.training.loop import TRAIN_CONFIG, checkpoint_adapter
 
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="STAGE:STEP, e.g. simcse:50")
     parser.add_argument("--start", help="the model the run started from (a run stopped early), e.g. default")
     parser.add_argument("--scale", help="STAGE:FACTOR, e.g. supervised-2:0.5 (a linear merge with the start)")
+    parser.add_argument("--layers", type=int, help="keep only the model's first N layers (a pruned model)")
     parser.add_argument("--to", type=Path, default=TARGET, help="where to write (default: the package)")
     args = parser.parse_args()
     start_dir = (TARGET if args.start == "default" else Path(args.start)) if args.start else None
@@ -56,6 +60,8 @@ def main() -> None:
     if args.scale:
         scaled_stage, factor_text = args.scale.split(":")
         factor = float(factor_text)
+    if args.layers:
+        config["layers"], config["format"] = args.layers, MODEL_FORMAT
     target = args.to.resolve()
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TRAINING_TEXT, build_tokenizer
+from conftest import TRAINING_TEXT, assert_user_error, build_tokenizer, run_cli
 from transformers import BertConfig, BertModel
 
 from llm2vec_search.encoder import Encoder
+from llm2vec_search.encoder.layers import layer_view
 from llm2vec_search.errors import L2VError
 from llm2vec_search.training.distill import (
     DistillSettings,
@@ -19,7 +20,7 @@ from llm2vec_search.training.distill import (
     read_distill_texts,
     train_distill,
 )
-from llm2vec_search.training.features import TopLayers, frozen_features, layer_view
+from llm2vec_search.training.features import TopLayers, frozen_features
 from llm2vec_search.training.setup import StartingPoint
 from llm2vec_search.training.teacher import Teacher
 
@@ -113,6 +114,28 @@ def test_distilled_model_loads_with_its_head_and_moved_towards_the_teacher(tiny_
     assert float(np.mean(np.sum(vectors * teacher.encode(texts), axis=1))) > 0.5
     # A checkpoint holds its head too, so it loads and ships as it is.
     assert (out / "checkpoints" / "distill" / "step-0000006" / "adapter" / "head.safetensors").is_file()
+
+
+def test_a_pruned_student_is_distilled_and_saved_pruned(tiny_model_dir, teacher, tmp_path):
+    start = StartingPoint.from_spec(str(tiny_model_dir)).pruned(1)
+    out = tmp_path / "pruned"
+    train_distill(start, TEXTS, teacher, settings(), out)
+    assert json.loads((out / "l2v-model.json").read_text())["layers"] == 1
+    student = Encoder.from_pretrained(out, device="cpu")
+    assert len(student.model.layers) == 1
+    texts = [item.text for item in TEXTS if not item.query]
+    assert float(np.mean(np.sum(student.encode(texts) * teacher.encode(texts), axis=1))) > 0.5
+
+
+def test_keep_layers_beyond_the_model_is_refused_before_any_work(tiny_model_dir, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one sentence\nanother sentence\n")
+    result = run_cli(
+        "train", "distill", "--model", str(tiny_model_dir), "--out", str(tmp_path / "out"),
+        "--passages", str(texts), "--warmup-steps", "0", "--keep-layers", "3",
+        "--teacher", str(tmp_path / "no-teacher"),
+    )  # fmt: skip
+    assert_user_error(result, "keep-layers must be in [1, 2] for this model, got 3")
 
 
 def test_resumed_run_continues_to_the_same_adapter(tiny_model_dir, teacher, tmp_path):

@@ -129,7 +129,7 @@ def test_a_folder_and_a_description_load_the_same_model(tmp_path):
         base_name="meta-llama/Meta-Llama-3-8B-Instruct",
         query_instruction=RETRIEVAL_INSTRUCTION,
     ).save(described)
-    assert json.loads((described / "l2v-model.json").read_text())["format"] == MODEL_FORMAT == 2
+    assert json.loads((described / "l2v-model.json").read_text())["format"] == MODEL_FORMAT == 3
     expected = reference(LLAMA3, "queries")
     for spec in (str(supervised), str(described)):
         encoder = Encoder.from_pretrained(spec)

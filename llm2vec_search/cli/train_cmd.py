@@ -281,6 +281,9 @@ def distill(
         None, help="Weight of the in-batch similarity-matrix term (default: 1)."
     ),
     max_words: int | None = typer.Option(None, help="Words kept of each text (default: 100)."),
+    keep_layers: int | None = typer.Option(
+        None, help="Prune the student to its first N layers before distilling (default: keep all)."
+    ),
     dev_data: Path | None = typer.Option(
         None, help="Folder with squad_dev/ and stsbenchmark/: score a dev sample at every checkpoint."
     ),
@@ -308,6 +311,8 @@ def distill(
         settings.steps = max(1, math.ceil(epochs * len(texts) / settings.batch_size))
     settings.validate()
     start = StartingPoint.from_spec(model)
+    if keep_layers is not None:
+        start = start.pruned(keep_layers)
     _train(
         train_distill,
         "distill",

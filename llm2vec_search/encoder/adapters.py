@@ -1,9 +1,9 @@
 """Trained model directories and PEFT LoRA adapters.
 
 A trained model is a directory holding `l2v-model.json` (base model spec, adapters in order, pooling, max
-length, query instruction, optional linear head after pooling, text format) and one sub-directory per
-adapter. Adapters are applied in order and each is merged before the next is loaded, as LLM2Vec does for MNTP
-then SimCSE.
+length, query instruction, optional linear head after pooling, text format, layers kept) and one
+sub-directory per adapter. Adapters are applied in order and each is merged before the next is loaded, as
+LLM2Vec does for MNTP then SimCSE.
 A description may also point at a model made by the official llm2vec library kept anywhere (text_format
 "llm2vec"; see `published`): adapters may then be absolute paths, and base_model a chain of adapter folders.
 """
@@ -21,7 +21,7 @@ from ..errors import L2VError
 
 MODEL_CONFIG = "l2v-model.json"  # marks a trained l2v-search model directory (a ModelDirConfig)
 
-MODEL_FORMAT = 2  # 2: text_format, base_name and doc_max_length
+MODEL_FORMAT = 3  # 2: text_format, base_name and doc_max_length; 3: layers
 TEXT_FORMATS = ("l2v", "llm2vec")
 
 
@@ -43,6 +43,8 @@ class ModelDirConfig:
     # "meta-llama/Meta-Llama-3-8B-Instruct"), and the length in tokens texts are cut to by words.
     base_name: str | None = None
     doc_max_length: int = 400
+    # A pruned model: only the base's first `layers` transformer layers run (after the adapters are merged).
+    layers: int | None = None
     format: int = MODEL_FORMAT
 
     def save(self, directory: Path) -> None:

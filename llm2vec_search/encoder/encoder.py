@@ -76,7 +76,13 @@ def model_fingerprint(spec: str | Path = "default") -> str:
     head = model_dir / config.head if model_dir and config.head else None
     text = text_handling(config)
     return _fingerprint(
-        identity, adapter_paths(config, model_dir), config.pooling, config.bidirectional, head, text
+        identity,
+        adapter_paths(config, model_dir),
+        config.pooling,
+        config.bidirectional,
+        head,
+        text,
+        config.layers,
     )
 
 
@@ -142,13 +148,15 @@ class Encoder:
         bidirectional: bool | None = None,
         query_instruction: str | None = None,
         query_cache_size: int = QUERY_CACHE_SIZE,
+        layers: int | None = None,
     ) -> "Encoder":
         """Load a model spec (see `l2v-search models`), apply adapters, and switch on bidirectional attention.
 
         Arguments left as None take the trained model directory's settings, else mean pooling, 512 tokens,
-        bidirectional attention and no query instruction. `query_cache_size` as in `Encoder`. The weights are
-        loaded and the adapters merged in the dtype the model runs in (bf16 on most GPUs), on its device, so a
-        big base never needs a float32 copy, nor a copy in the machine's memory.
+        bidirectional attention, no query instruction and all layers (`layers`: keep only the first N).
+        `query_cache_size` as in `Encoder`. The weights are loaded and the adapters merged in the dtype the
+        model runs in (bf16 on most GPUs), on its device, so a big base never needs a float32 copy, nor a copy
+        in the machine's memory.
         """
         spec = str(model)
         config, model_dir = model_config(spec)
@@ -157,7 +165,10 @@ class Encoder:
         weights_dir, identity = resolve_weights(config.base_model)
         family = model_family(weights_dir / "config.json")
         torch_device, torch_dtype = pick_device(device, dtype, family)
-        network, tokenizer = load_ready(weights_dir, identity, adapter_dirs, torch_dtype, torch_device)
+        kept_layers = layers or config.layers
+        network, tokenizer = load_ready(
+            weights_dir, identity, adapter_dirs, torch_dtype, torch_device, kept_layers
+        )
         use_bidirectional = config.bidirectional if bidirectional is None else bidirectional
         set_bidirectional(network, use_bidirectional)
         if tokenizer.pad_token_id is None:
@@ -165,7 +176,9 @@ class Encoder:
         final_pooling = pooling or config.pooling
         head_path = model_dir / config.head if model_dir and config.head else None
         text = text_handling(config)
-        fingerprint = _fingerprint(identity, adapter_dirs, final_pooling, use_bidirectional, head_path, text)
+        fingerprint = _fingerprint(
+            identity, adapter_dirs, final_pooling, use_bidirectional, head_path, text, kept_layers
+        )
         name = str(model_dir) if model_dir and model_dir != SHIPPED_DEFAULT else spec
         return cls(
             network,
@@ -339,10 +352,13 @@ def _fingerprint(
     bidirectional: bool,
     head: Path | None = None,
     text: LLM2VecText | None = None,
+    layers: int | None = None,
 ) -> str:
-    """A short hash of all that changes document vectors: weights, adapters, pooling, attention, head, and
-    the text handling (ours adds nothing, so that indexes made before llm2vec's existed keep theirs)."""
+    """A short hash of all that changes document vectors: weights, adapters, pooling, attention, head, the
+    text handling and the layers kept (ours and all layers add nothing, so that indexes made before either
+    existed keep their fingerprint)."""
     parts: list = [identity, pooling, bidirectional] + ([text.identity] if text else [])
+    parts += [["layers", layers]] if layers else []
     digest = hashlib.sha256(json.dumps(parts).encode())
     for directory in adapter_dirs:
         for path in sorted(directory.glob("adapter_model.*")):

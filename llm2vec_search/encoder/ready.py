@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import L2VError
+from .layers import keep_layers
 from .models import cache_dir, write_cache_entry
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,17 @@ SHARD_SIZE = "2GB"
 
 
 def ready_key(
-    weights_dir: Path, identity: str, adapter_dirs: list[Path], dtype: torch.dtype = torch.float32
+    weights_dir: Path,
+    identity: str,
+    adapter_dirs: list[Path],
+    dtype: torch.dtype = torch.float32,
+    layers: int | None = None,
 ) -> str:
-    """An entry name that changes with the base weights' files, the adapters' weights and settings, and the
-    dtype the entry holds (float32 adds nothing, so that entries made before dtypes counted stay in use)."""
+    """An entry name that changes with the base weights' files, the adapters' weights and settings, the
+    dtype the entry holds and the layers it keeps (float32 and all layers add nothing, so that entries made
+    before those counted stay in use)."""
     head = [READY_FORMAT, identity] + ([str(dtype)] if dtype != torch.float32 else [])
+    head += [["layers", layers]] if layers else []
     digest = hashlib.sha256(json.dumps(head).encode())
     for path in sorted(weights_dir.glob("*.safetensors")) + sorted(weights_dir.glob("*.bin")):
         stat = path.stat()
@@ -54,12 +61,14 @@ def load_ready(
     adapter_dirs: list[Path],
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    layers: int | None = None,
 ) -> tuple[nn.Module, Any]:
-    """(network in `dtype` on `device` with the adapters merged, tokenizer), from the cache entry for these
-    weights, adapters and dtype; an entry that is missing, incomplete or unreadable is built (again) from the
-    base weights. The weights go from their (memory-mapped) files straight to `device` in `dtype`: an 8B base
-    needs 16 GB of GPU memory in bf16 and no float32 or CPU copy on the way."""
-    entry = cache_dir() / ready_key(weights_dir, identity, adapter_dirs, dtype)
+    """(network in `dtype` on `device` with the adapters merged and only its first `layers` layers kept,
+    tokenizer), from the cache entry for these weights, adapters, dtype and layers; an entry that is missing,
+    incomplete or unreadable is built (again) from the base weights. The weights go from their
+    (memory-mapped) files straight to `device` in `dtype`: an 8B base needs 16 GB of GPU memory in bf16 and
+    no float32 or CPU copy on the way."""
+    entry = cache_dir() / ready_key(weights_dir, identity, adapter_dirs, dtype, layers)
     manifest = _manifest(entry)
     if manifest is not None:
         try:
@@ -67,8 +76,10 @@ def load_ready(
         except Exception as exc:  # garbled files whose sizes still match: rebuild, never trust
             log.warning("ready model %s is unreadable (%s); building it again", entry, _first_line(exc))
     network, tokenizer = merged_network(weights_dir, adapter_dirs, dtype, device)
-    # Without adapters the base weights are used as they are; the entry holds only the tokenizer.
-    external = None if adapter_dirs else weights_dir.resolve()
+    if layers:
+        keep_layers(network, layers)
+    # Without adapters or pruning the base weights are used as they are; the entry holds only the tokenizer.
+    external = None if adapter_dirs or layers else weights_dir.resolve()
     write_cache_entry(
         entry.name, lambda folder: _write_entry(folder, network, tokenizer, external), READY_MARKER
     )

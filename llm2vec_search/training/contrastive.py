@@ -168,6 +168,7 @@ def training_encoder(
         max_length=settings.max_length,
         bidirectional=True,
         query_instruction=query_instruction,
+        layers=start.layers,
     )
     set_attention_dropout(encoder.model, settings.dropout)
     peft_model = add_lora(encoder.model, settings)

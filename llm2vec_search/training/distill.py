@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..encoder.layers import layer_view
 from ..encoder.models import cache_dir
 from ..errors import L2VError
 from .contrastive import ContrastiveSettings, training_encoder
 from .data import read_texts
 from .distill_dev import DevProbe, DevTexts, append_row, teacher_scores
-from .features import HEAD_FILE, TopLayers, cached_features, layer_view, texts_key
+from .features import HEAD_FILE, TopLayers, cached_features, texts_key
 from .loop import StageOptions, TrainStep, run_stage
 from .setup import StartingPoint
 from .supervised import DEFAULT_QUERY_INSTRUCTION

@@ -1,7 +1,6 @@
 """What distillation trains on: the frozen lower layers' output per text, computed once and cached, and the
 trained top of the student that runs from it (top layers, pooling, head)."""
 
-import copy
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from ..encoder.adapters import load_head, save_head
 from ..encoder.encoder import Tokenized
 from ..encoder.models import cache_dir
 from ..encoder.pooling import pool
-from ..errors import L2VError
 
 HEAD_FILE = "head.safetensors"
 FEATURE_BATCH_TOKENS = 4096  # padded tokens per forward pass while caching the frozen layers' output
@@ -26,24 +24,6 @@ def texts_key(*parts: object) -> str:
     for part in parts:
         digest.update(repr(part).encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def layer_view(model: nn.Module, start: int, stop: int | None, final_norm: bool) -> nn.Module:
-    """A model that runs only layers [start, stop) of `model` (sharing its modules): fed `inputs_embeds`
-    (the output of layer `start - 1`), it returns layer `stop - 1`'s output, normalized when `final_norm`."""
-    if not hasattr(model, "layers") or not hasattr(model, "norm"):
-        raise L2VError(f"cannot split {type(model).__name__} into layers (no .layers / .norm)")
-    view = copy.copy(model)
-    view._modules = dict(model._modules)
-    view._modules["layers"] = nn.ModuleList(list(model.layers)[start:stop])
-    if not final_norm:
-        view._modules["norm"] = nn.Identity()
-    config = copy.copy(model.config)
-    config.num_hidden_layers = len(view.layers)
-    if getattr(config, "layer_types", None):
-        config.layer_types = list(config.layer_types)[start:stop]
-    view.config = config
-    return view
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """Where a training stage starts (a base model, or a trained directory whose adapters are merged first) and
 what it leaves: a LoRA adapter sub-directory listed, in order, in the output's `l2v-model.json`."""
 
+import json
 import platform
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torch import nn
 from ..encoder.adapters import ModelDirConfig, apply_adapters, is_model_dir, peft_deprecations_silenced
 from ..encoder.bidirectional import set_bidirectional
 from ..encoder.encoder import DEFAULT_MAX_LENGTH, SHIPPED_DEFAULT
+from ..encoder.layers import keep_layers
 from ..encoder.models import DEFAULT_BASE, model_family, resolve_weights
 from ..errors import L2VError
 from .settings import TrainSettings
@@ -32,6 +34,7 @@ class StartingPoint:
     max_length: int = DEFAULT_MAX_LENGTH
     query_instruction: str | None = None
     head: str | None = None  # the trained model's head file, relative to its directory
+    layers: int | None = None  # a pruned model's layer count (None: all of the base's)
 
     @classmethod
     def from_spec(cls, spec: str) -> "StartingPoint":
@@ -50,12 +53,21 @@ class StartingPoint:
             max_length=config.max_length,
             query_instruction=config.query_instruction,
             head=config.head,
+            layers=config.layers,
         )
 
     def weights_dir(self) -> Path:
         weights, _ = resolve_weights(self.base_model)
         model_family(weights / "config.json")
         return weights
+
+    def pruned(self, layers: int) -> "StartingPoint":
+        """This starting point with only its first `layers` layers: what a stage then trains and saves."""
+        config = json.loads((self.weights_dir() / "config.json").read_text())
+        available = self.layers or int(config.get("num_hidden_layers", 0))
+        if not 1 <= layers <= available:
+            raise L2VError(f"keep-layers must be in [1, {available}] for this model, got {layers}")
+        return replace(self, layers=layers)
 
 
 def load_tokenizer(weights_dir: Path):
@@ -78,6 +90,8 @@ def load_causal_lm(start: StartingPoint) -> nn.Module:
             f"{weights} has no LM head weights (and does not tie them to the embeddings); MNTP needs them"
         )
     model.model = apply_adapters(model.model, start.adapter_dirs)
+    if start.layers:
+        keep_layers(model.model, start.layers)
     set_bidirectional(model, True)
     return model
 
@@ -160,6 +174,7 @@ def record_stage(
         query_instruction=start.query_instruction if query_instruction is None else query_instruction or None,
         bidirectional=True,
         head=head or start.head,
+        layers=start.layers,
     ).save(out_dir)
 
 
