@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from conftest import write_tiny_gguf
@@ -18,7 +20,7 @@ def _entries(cache):
     """The conversions in the cache (each load also keeps a `ready-*` entry, tested in test_ready.py)."""
     if not cache.exists():
         return []
-    return sorted(p.name for p in cache.iterdir() if not p.name.startswith("ready-"))
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith(("ready-", ".")))
 
 
 def test_gguf_file_is_converted_once_and_reused(tmp_path, monkeypatch):
@@ -72,6 +74,45 @@ def test_scratch_of_a_killed_conversion_is_removed(tmp_path, monkeypatch):
     Encoder.from_pretrained(write_tiny_gguf(tmp_path / "tiny.gguf"), device="cpu")
     assert not abandoned.exists()
     assert len(_entries(tmp_path / "cache")) == 1
+
+
+def test_writers_of_one_cache_entry_take_turns_and_the_second_keeps_the_first_entry(tmp_path, monkeypatch):
+    """Two first runs at once (a `serve` and a `query`): the second waits for the first's conversion, then
+    keeps its entry instead of converting again and deleting the entry under the first."""
+    monkeypatch.setenv("L2V_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    first_started, release_first, writes, entries = threading.Event(), threading.Event(), [], []
+
+    def first_write(folder):
+        writes.append("first")
+        first_started.set()
+        release_first.wait(30)
+        (folder / "weights").write_text("first")
+        return {}
+
+    def second_write(folder):
+        writes.append("second")
+        (folder / "weights").write_text("second")
+        return {}
+
+    def complete(entry):
+        return (entry / "done.json").is_file()
+
+    first = threading.Thread(target=model_specs.write_cache_entry, args=("entry", first_write, "done.json"))
+    first.start()
+    assert first_started.wait(30)
+    second = threading.Thread(
+        target=lambda: entries.append(
+            model_specs.write_cache_entry("entry", second_write, "done.json", reuse=complete)
+        )
+    )
+    second.start()
+    time.sleep(0.5)  # the second writer reaches the lock while the first still holds it
+    assert second.is_alive() and writes == ["first"]
+    release_first.set()
+    first.join(30)
+    second.join(30)
+    assert writes == ["first"]
+    assert (entries[0] / "weights").read_text() == "first"
 
 
 def test_full_disk_leaves_no_entry_and_says_so(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """`index --ray` on a real local Ray instance (`ray start --head` on 127.0.0.1 with 2 CPUs): the same chunks
 and vectors as a local run, through the CLI and the library, and a worker killed mid-run costs a retry."""
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -61,11 +62,14 @@ def ray_head():
                 time.sleep(0.5)
             yield f"127.0.0.1:{port}"
         finally:
+            # A few seconds to stop cleanly, then the whole group at once: a graceful stop waits ~30 s on
+            # its own processes, and nothing of this throwaway head outlives its temp dir.
             os.killpg(head.pid, signal.SIGTERM)
-            try:
-                head.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                head.wait(timeout=5)
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 

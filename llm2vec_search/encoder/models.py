@@ -29,6 +29,7 @@ CACHE_FORMAT = 1  # bump when the conversion output changes, so that old cache e
 # `python benchmarks/query_latency.py --first-use` measures it again.
 CONVERSION_TIME = "about 30 s on 2 cores"
 COMPLETE_MARKER = "l2v-cache.json"
+LOCKS_DIR = ".locks"  # one lock file per entry being written: processes take turns
 SCRATCH_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `.{key}.tmp-{pid}`: a conversion in progress
 SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
 
@@ -185,7 +186,7 @@ def resolve_weights(spec: str | os.PathLike[str]) -> tuple[Path, str]:
 def convert_gguf(source: GGUFSource) -> Path:
     """Dequantize a GGUF model once into `cache_dir()/<key>/` (safetensors + tokenizer); return it."""
     target = cache_dir() / source.key
-    if (target / COMPLETE_MARKER).is_file():
+    if is_converted(source):
         _remove_abandoned_scratch(cache_dir())
         return target
     log.info("converting %s to safetensors in %s (once; %s)", source.description, target, CONVERSION_TIME)
@@ -194,27 +195,52 @@ def convert_gguf(source: GGUFSource) -> Path:
         _dequantize(source, folder)
         return {"format": CACHE_FORMAT, "source": source.description}
 
-    return write_cache_entry(source.key, write, COMPLETE_MARKER)
+    return write_cache_entry(source.key, write, COMPLETE_MARKER, reuse=lambda _: is_converted(source))
 
 
-def write_cache_entry(key: str, write: Callable[[Path], dict], marker: str) -> Path:
-    """Fill `cache_dir()/<key>/` through `write(folder)` and return it; a previous entry there is replaced.
+def write_cache_entry(
+    key: str, write: Callable[[Path], dict], marker: str, reuse: Callable[[Path], bool] | None = None
+) -> Path:
+    """Fill `cache_dir()/<key>/` through `write(folder)` and return it; a previous entry there is replaced,
+    unless `reuse(entry)` says it is complete.
 
     The entry is written to a temporary sibling, gets `marker` (the JSON `write` returns) last and is renamed
     into place, so a crash or a full disk never leaves a half-written entry that a later run would use.
+    Processes writing the same entry take turns (a lock in `.locks/`): one that waited finds the other's
+    entry complete through `reuse`, instead of converting again and deleting it while the other reads it.
     """
+    from filelock import FileLock, Timeout
+
     root = cache_dir()
+    target = root / key
+    try:
+        (root / LOCKS_DIR).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(root / LOCKS_DIR / f"{key}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("waiting for another process to finish writing %s", target)
+            lock.acquire()
+    except OSError as exc:
+        raise _unusable_cache(root, exc) from exc
+    try:
+        if reuse is not None and reuse(target):
+            return target
+        _write_entry_once(root, key, write, marker)
+    finally:
+        lock.release()
+    return target
+
+
+def _write_entry_once(root: Path, key: str, write: Callable[[Path], dict], marker: str) -> None:
     target = root / key
     _remove_abandoned_scratch(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
         scratch = root / f".{key}.tmp-{os.getpid()}"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
     except OSError as exc:
-        raise L2VError(
-            f"cannot use the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to another directory"
-        ) from exc
+        raise _unusable_cache(root, exc) from exc
     try:
         info = write(scratch)
         (scratch / marker).write_text(json.dumps(info))
@@ -234,7 +260,12 @@ def write_cache_entry(key: str, write: Callable[[Path], dict], marker: str) -> P
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return target
+
+
+def _unusable_cache(root: Path, exc: OSError) -> L2VError:
+    return L2VError(
+        f"cannot use the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to another directory"
+    )
 
 
 def _remove_abandoned_scratch(root: Path) -> None:

@@ -199,7 +199,12 @@ def build_query_model(
         announce()
     from .models import write_cache_entry
 
-    return write_cache_entry(entry.name, lambda folder: _write_entry(encoder, folder, keep_all), QUERY_MARKER)
+    def current(_: Path) -> bool:
+        return not replace and read_manifest(encoder.fingerprint, encoder.max_length) is not None
+
+    return write_cache_entry(
+        entry.name, lambda folder: _write_entry(encoder, folder, keep_all), QUERY_MARKER, current
+    )
 
 
 def _write_entry(encoder: Encoder, folder: Path, keep_all: bool) -> dict:

@@ -80,8 +80,10 @@ def load_ready(
         keep_layers(network, layers)
     # Without adapters or pruning the base weights are used as they are; the entry holds only the tokenizer.
     external = None if adapter_dirs or layers else weights_dir.resolve()
+    # Another process may have written the entry meanwhile; one that failed to load above is replaced.
+    reuse = (lambda folder: _manifest(folder) is not None) if manifest is None else None
     write_cache_entry(
-        entry.name, lambda folder: _write_entry(folder, network, tokenizer, external), READY_MARKER
+        entry.name, lambda folder: _write_entry(folder, network, tokenizer, external), READY_MARKER, reuse
     )
     return network, tokenizer
 
