@@ -193,14 +193,15 @@ def build_query_model(
     if not query_model_usable(encoder):
         return None
     entry = query_entry(encoder.fingerprint, encoder.max_length)
-    if not replace and read_manifest(encoder.fingerprint, encoder.max_length) is not None:
+
+    def current(_: Path) -> bool:  # asked again under the cache lock: another process may have built it
+        return not replace and read_manifest(encoder.fingerprint, encoder.max_length) is not None
+
+    if current(entry):
         return entry
     if announce:
         announce()
     from .models import write_cache_entry
-
-    def current(_: Path) -> bool:
-        return not replace and read_manifest(encoder.fingerprint, encoder.max_length) is not None
 
     return write_cache_entry(
         entry.name, lambda folder: _write_entry(encoder, folder, keep_all), QUERY_MARKER, current
