@@ -7,26 +7,47 @@ through the cached eval index (build it first with `l2v-search eval retrieval --
 - `convex min-max`: w · d + b, each list's scores scaled from its lowest to its highest (Bruch et al. 2023,
   "An Analysis of Fusion Functions for Hybrid Retrieval"); a chunk missing from a list scores 0 there;
 - `convex theoretical`: the same scaled from the lowest score possible (cosine −1, BM25 0) instead, which does
-  not depend on how deep the lists are fetched: `convex_fusion`, what hybrid search does now.
+  not depend on how deep the lists are fetched: `convex_fusion`, what hybrid search does now;
+- `idf mass`: dense as in `convex theoretical`, BM25 divided by the query's IDF mass (the sum of its words'
+  IDFs, which is about what a chunk of average length holding each word once scores) instead of by the list's
+  best score, so a chunk matching one word of a long query no longer gets BM25's full weight;
+- `cosine + idf mass`: the same BM25, and the raw cosine, so that neither list is scaled by its own best.
 Documents are ranked by their best chunk, as `l2v-search eval` ranks them. Choose on dev splits, never test.
 
     python benchmarks/fusion.py ../shared/data/squad_dev --split dev --model MODEL --max-length 256
 """
 
 import argparse
+import math
 from collections.abc import Callable
 
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.evaluation import load_beir, mean_metrics
 from llm2vec_search.evaluation.retrieval import build_eval_index, eval_chunking
 from llm2vec_search.indexing.options import SearchOptions
-from llm2vec_search.indexing.search import FUSION_DEPTH, LOWEST_BM25, LOWEST_COSINE, Hit, convex_fusion
+from llm2vec_search.indexing.search import (
+    FUSION_DEPTH,
+    LOWEST_BM25,
+    LOWEST_COSINE,
+    Hit,
+    convex_fusion,
+    fts_query,
+    query_words,
+)
+from llm2vec_search.indexing.store import Store
 
 RRF_K = 60
 Scores = dict[int, float]  # chunk id → score
 
 
-def rrf(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
+def idf_mass(store: Store, text: str) -> float:
+    """Σ over the query's words of FTS5's IDF, log((N − n + 0.5) / (n + 0.5)) floored at 1e-6 as FTS5 does."""
+    total = store.fts_count()
+    counts = [store.match_count(fts_query([word]), total) for word in query_words(text)]
+    return sum(max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in counts) or 1.0
+
+
+def rrf(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
     scores: Scores = {}
     for hits, list_weight in ((dense, weight), (bm25, 1.0)):
         for rank, hit in enumerate(hits, start=1):
@@ -34,22 +55,38 @@ def rrf(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
     return scores
 
 
-def convex_min_max(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
+def convex_min_max(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
     """`convex_fusion` with each list's own lowest score as its floor."""
     lists = [[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)]
     floors = [min((score for _, score in ranking), default=0.0) for ranking in lists]
     return convex_fusion(lists, [weight, 1.0], floors)
 
 
-def convex_theoretical(dense: list[Hit], bm25: list[Hit], weight: float) -> Scores:
+def convex_theoretical(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
     lists = [[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)]
     return convex_fusion(lists, [weight, 1.0], [LOWEST_COSINE, LOWEST_BM25])
+
+
+def by_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
+    scores = convex_fusion([[(h.chunk_id, h.score) for h in dense]], [weight], [LOWEST_COSINE])
+    for hit in bm25:
+        scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + hit.score / bound
+    return scores
+
+
+def cosine_and_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
+    scores: Scores = {hit.chunk_id: weight * hit.score for hit in dense}
+    for hit in bm25:
+        scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + hit.score / bound
+    return scores
 
 
 METHODS: dict[str, Callable[[list[Hit], list[Hit], float], Scores]] = {
     "rrf": rrf,
     "convex min-max": convex_min_max,
     "convex theoretical": convex_theoretical,
+    "idf mass": by_idf_mass,
+    "cosine + idf mass": cosine_and_idf_mass,
 }
 
 
@@ -66,7 +103,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--split", default="train")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.5, 0.35, 0.25, 0.15])
+    parser.add_argument("--weights", type=float, nargs="+", default=[3.0, 2.0, 1.0, 0.5, 0.35, 0.25, 0.15])
     args = parser.parse_args()
     dataset = load_beir(args.dataset, args.split)
     encoder = Encoder.from_pretrained(args.model, max_length=args.max_length)
@@ -77,6 +114,7 @@ def main() -> None:
         vectors = encoder.encode_queries(texts)
         dense = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="dense"), query_vectors=vectors)
         bm25 = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="bm25"))
+        bounds = [idf_mass(index.store, text) for text in texts]
     paths = {hit.chunk_id: hit.path for hits in dense + bm25 for hit in hits}
 
     def ndcg(rankings: list[list[str]]) -> float:
@@ -88,7 +126,12 @@ def main() -> None:
     print(f"nDCG@10 by dense weight (BM25's is 1)\n{'weight':>8}  " + "  ".join(f"{m:>18}" for m in METHODS))
     for weight in args.weights:
         row = [
-            ndcg([doc_ranking(method(d, b, weight), paths) for d, b in zip(dense, bm25, strict=True)])
+            ndcg(
+                [
+                    doc_ranking(method(d, b, weight, m), paths)
+                    for d, b, m in zip(dense, bm25, bounds, strict=True)
+                ]
+            )
             for method in METHODS.values()
         ]
         print(f"{weight:>8}  " + "  ".join(f"{value:>18.4f}" for value in row), flush=True)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,23 @@ def test_a_pruned_model_is_saved_pruned_in_its_ready_entry(tmp_path):
     again = Encoder.from_pretrained(model_dir, device="cpu")
     assert len(again.model.layers) == 1
     assert np.allclose(again.encode(TEXTS), first, atol=1e-6)
+
+
+def test_an_adapter_trained_on_the_pruned_model_loads_onto_it_exactly(tmp_path):
+    """A stage trained on a pruned start (`train ... --keep-layers`, or on top of a pruned model) has LoRA
+    weights for the kept layers only: it loads without PEFT's missing-keys warning, onto the full-depth
+    adapters below it, to exactly the weights training ended with."""
+    model_dir, base = _pruned_dir(tmp_path, 1), tmp_path / "base"
+    start = Encoder.from_pretrained(model_dir, device="cpu").model  # mntp merged, one layer
+    expected = save_tiny_adapter(base, model_dir / "top", seed=2, merge_first=start)
+    ModelDirConfig(base_model=str(base), adapters=["mntp", "top"], layers=1).save(model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = Encoder.from_pretrained(model_dir, device="cpu").model
+    assert not [w for w in caught if "missing adapter keys" in str(w.message)]
+    weights = loaded.state_dict()
+    for name, tensor in expected.state_dict().items():
+        torch.testing.assert_close(weights[name], tensor, atol=1e-6, rtol=0)
 
 
 def test_keeping_more_layers_than_the_model_has_is_a_clear_error(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import L2VError
+from .layers import keep_layers
 
 MODEL_CONFIG = "l2v-model.json"  # marks a trained l2v-search model directory (a ModelDirConfig)
 
@@ -43,7 +44,7 @@ class ModelDirConfig:
     # "meta-llama/Meta-Llama-3-8B-Instruct"), and the length in tokens texts are cut to by words.
     base_name: str | None = None
     doc_max_length: int = 400
-    # A pruned model: only the base's first `layers` transformer layers run (after the adapters are merged).
+    # A pruned model: only the base's first `layers` transformer layers run (`apply_adapters` drops the rest).
     layers: int | None = None
     format: int = MODEL_FORMAT
 
@@ -110,10 +111,15 @@ def peft_deprecations_silenced() -> Iterator[None]:
         yield
 
 
-def apply_adapters(model: nn.Module, adapter_dirs: list[Path]) -> nn.Module:
-    """Load each PEFT adapter onto `model` and merge it into the weights before the next one."""
+def apply_adapters(model: nn.Module, adapter_dirs: list[Path], layers: int | None = None) -> nn.Module:
+    """Keep only `model`'s first `layers` layers (all when None), then load each PEFT adapter onto it and
+    merge it into the weights before the next one. Pruning first gives the same weights as pruning after (a
+    LoRA delta changes only its own layer) and merges nothing that is then dropped; an adapter trained on the
+    pruned model has weights for the kept layers only, and PEFT would warn of missing keys on the full one."""
     from peft import PeftModel
 
+    if layers:
+        keep_layers(model, layers)
     for directory in adapter_dirs:
         if not (directory / "adapter_config.json").is_file():
             raise L2VError(f"not a PEFT adapter directory (no adapter_config.json): {directory}")

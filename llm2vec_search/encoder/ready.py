@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ..errors import L2VError
-from .layers import keep_layers
 from .models import cache_dir, write_cache_entry
 
 log = logging.getLogger(__name__)
@@ -75,9 +74,7 @@ def load_ready(
             return _load_entry(entry, manifest, dtype, device)
         except Exception as exc:  # garbled files whose sizes still match: rebuild, never trust
             log.warning("ready model %s is unreadable (%s); building it again", entry, _first_line(exc))
-    network, tokenizer = merged_network(weights_dir, adapter_dirs, dtype, device)
-    if layers:
-        keep_layers(network, layers)
+    network, tokenizer = merged_network(weights_dir, adapter_dirs, dtype, device, layers)
     # Without adapters or pruning the base weights are used as they are; the entry holds only the tokenizer.
     external = None if adapter_dirs or layers else weights_dir.resolve()
     # Another process may have written the entry meanwhile; one that failed to load above is replaced.
@@ -93,9 +90,11 @@ def merged_network(
     adapter_dirs: list[Path],
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    layers: int | None = None,
 ) -> tuple[nn.Module, Any]:
-    """The slow path: transformers' auto classes, then each adapter merged with PEFT, in `dtype` on `device`
-    (PEFT adds each LoRA delta to the weight in place; on CPU it computes the delta in float32)."""
+    """The slow path: transformers' auto classes, pruned to the first `layers` layers, then each adapter
+    merged with PEFT, in `dtype` on `device` (PEFT adds each LoRA delta to the weight in place; on CPU it
+    computes the delta in float32)."""
     from transformers import AutoModel, AutoTokenizer
 
     from .adapters import apply_adapters
@@ -109,7 +108,7 @@ def merged_network(
             f"cannot read model weights in {weights_dir}: {_first_line(exc)} "
             "(if this is a cache entry, delete it to convert again)"
         ) from exc
-    return apply_adapters(network, adapter_dirs), tokenizer
+    return apply_adapters(network, adapter_dirs, layers), tokenizer
 
 
 def _write_entry(folder: Path, network: nn.Module, tokenizer, external: Path | None) -> dict:

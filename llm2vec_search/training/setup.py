@@ -15,7 +15,6 @@ from torch import nn
 from ..encoder.adapters import ModelDirConfig, apply_adapters, is_model_dir, peft_deprecations_silenced
 from ..encoder.bidirectional import set_bidirectional
 from ..encoder.encoder import DEFAULT_MAX_LENGTH, SHIPPED_DEFAULT
-from ..encoder.layers import keep_layers
 from ..encoder.models import DEFAULT_BASE, model_family, resolve_weights
 from ..errors import L2VError
 from .settings import TrainSettings
@@ -89,9 +88,7 @@ def load_causal_lm(start: StartingPoint) -> nn.Module:
         raise L2VError(
             f"{weights} has no LM head weights (and does not tie them to the embeddings); MNTP needs them"
         )
-    model.model = apply_adapters(model.model, start.adapter_dirs)
-    if start.layers:
-        keep_layers(model.model, start.layers)
+    model.model = apply_adapters(model.model, start.adapter_dirs, start.layers)
     set_bidirectional(model, True)
     return model
 
