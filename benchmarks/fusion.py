@@ -67,21 +67,24 @@ def convex_theoretical(dense: list[Hit], bm25: list[Hit], weight: float, bound: 
     return convex_fusion(lists, [weight, 1.0], [LOWEST_COSINE, LOWEST_BM25])
 
 
-def by_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
-    scores = convex_fusion([[(h.chunk_id, h.score) for h in dense]], [weight], [LOWEST_COSINE])
+def plus_bm25_over_idf_mass(dense_scores: Scores, bm25: list[Hit], bound: float) -> Scores:
+    """`dense_scores` (already weighted) plus each BM25 hit's score divided by the query's IDF mass."""
     for hit in bm25:
-        scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + hit.score / bound
-    return scores
+        dense_scores[hit.chunk_id] = dense_scores.get(hit.chunk_id, 0.0) + hit.score / bound
+    return dense_scores
+
+
+def by_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
+    scaled = convex_fusion([[(h.chunk_id, h.score) for h in dense]], [weight], [LOWEST_COSINE])
+    return plus_bm25_over_idf_mass(scaled, bm25, bound)
 
 
 def cosine_and_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
-    scores: Scores = {hit.chunk_id: weight * hit.score for hit in dense}
-    for hit in bm25:
-        scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + hit.score / bound
-    return scores
+    return plus_bm25_over_idf_mass({hit.chunk_id: weight * hit.score for hit in dense}, bm25, bound)
 
 
-METHODS: dict[str, Callable[[list[Hit], list[Hit], float], Scores]] = {
+# Each method fuses one query's (dense hits, BM25 hits, dense weight, the query's IDF mass).
+METHODS: dict[str, Callable[[list[Hit], list[Hit], float, float], Scores]] = {
     "rrf": rrf,
     "convex min-max": convex_min_max,
     "convex theoretical": convex_theoretical,
