@@ -411,6 +411,19 @@ class Terminal:
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
 
+    def interrupt(self, timeout: float = 60) -> None:
+        """Ctrl-C, once the child is asleep in select() waiting for a key.
+
+        Python's readline looks for signals only when select() is interrupted: a SIGINT that lands after the
+        prompt is drawn but before select() starts is acted on at the next key, so a Ctrl-C sent the moment
+        the prompt shows is lost now and then on a busy CPU.
+        """
+        deadline = time.monotonic() + timeout
+        wchan = Path(f"/proc/{self.process.pid}/wchan")
+        while "poll" not in wchan.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.send("\x03")
+
     def finish(self, timeout: float = 60) -> int:
         self.read_until(r"(?!x)x", timeout)  # everything until the child closes the terminal
         code = self.process.wait(timeout=timeout)

@@ -12,7 +12,6 @@ from tests.conftest import DOCS, Terminal, cli_command, run_cli, write_files
 
 LATENCY = re.compile(r"^(\d+) hits? in (\d+) ms \((.*)\)$", re.MULTILINE)
 UP_ARROW = "\x1b[A"
-CTRL_C = "\x03"
 CTRL_D = "\x04"
 
 
@@ -99,7 +98,7 @@ def test_terminal_session_keeps_readline_history_across_sessions(workdir, tmp_pa
     assert len(LATENCY.findall(output)) == 2
     assert "guide.md" in output  # a table row on the terminal
     first.read_until(r"search> $")
-    first.send(CTRL_C)
+    first.interrupt()
     assert first.finish() == 0
     assert "Traceback" not in first.output
     assert "install" in history.read_text()
