@@ -208,7 +208,7 @@ def ours_whole_documents(dataset: BeirDataset) -> Rankings:
                 store.finish_files([FileRecord(doc_id, "0" * 64, 0, 0, "text")])
             store.commit_pending_chunks()
         rankings = {
-            query_id: best_documents(bm25_ranking(store, text, DOC_DEPTH))
+            query_id: best_documents(bm25_ranking(store, text, DOC_DEPTH).hits)
             for query_id, text in dataset.queries.items()
         }
         store.close()

@@ -1,4 +1,5 @@
-"""Hybrid fusion on a BEIR split: reciprocal rank fusion against convex combinations of scaled scores.
+"""Hybrid fusion on a BEIR split: reciprocal rank fusion, convex combinations of scaled scores, and the raw
+cosine plus BM25 over the query's IDF mass (what hybrid search does).
 
 Both retrievers' top chunks (`FUSION_DEPTH`, as hybrid search takes for k ≤ 50) are fetched once per query
 through the cached eval index (build it first with `l2v-search eval retrieval --mode dense` and the same
@@ -7,44 +8,46 @@ through the cached eval index (build it first with `l2v-search eval retrieval --
 - `convex min-max`: w · d + b, each list's scores scaled from its lowest to its highest (Bruch et al. 2023,
   "An Analysis of Fusion Functions for Hybrid Retrieval"); a chunk missing from a list scores 0 there;
 - `convex theoretical`: the same scaled from the lowest score possible (cosine −1, BM25 0) instead, which does
-  not depend on how deep the lists are fetched: `convex_fusion`, what hybrid search does now;
+  not depend on how deep the lists are fetched: what hybrid search did before the IDF mass;
 - `idf mass`: dense as in `convex theoretical`, BM25 divided by the query's IDF mass (the sum of its words'
   IDFs, which is about what a chunk of average length holding each word once scores) instead of by the list's
   best score, so a chunk matching one word of a long query no longer gets BM25's full weight;
-- `cosine + idf mass`: the same BM25, and the raw cosine, so that neither list is scaled by its own best.
+- `cosine + idf mass`: the same BM25, and the raw cosine, so that neither list is scaled by its own best:
+  `hybrid_scores`, what hybrid search does now.
 Documents are ranked by their best chunk, as `l2v-search eval` ranks them. Choose on dev splits, never test.
 
     python benchmarks/fusion.py ../shared/data/squad_dev --split dev --model MODEL --max-length 256
 """
 
 import argparse
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.evaluation import load_beir, mean_metrics
 from llm2vec_search.evaluation.retrieval import build_eval_index, eval_chunking
 from llm2vec_search.indexing.options import SearchOptions
-from llm2vec_search.indexing.search import (
-    FUSION_DEPTH,
-    LOWEST_BM25,
-    LOWEST_COSINE,
-    Hit,
-    convex_fusion,
-    fts_query,
-    query_words,
-)
-from llm2vec_search.indexing.store import Store
+from llm2vec_search.indexing.search import FUSION_DEPTH, Hit, bm25_ranking, hybrid_scores
 
 RRF_K = 60
+# The lowest score each retriever can give, from which `convex theoretical` scales its scores.
+LOWEST_COSINE, LOWEST_BM25 = -1.0, 0.0
 Scores = dict[int, float]  # chunk id → score
 
 
-def idf_mass(store: Store, text: str) -> float:
-    """Σ over the query's words of FTS5's IDF, log((N − n + 0.5) / (n + 0.5)) floored at 1e-6 as FTS5 does."""
-    total = store.fts_count()
-    counts = [store.match_count(fts_query([word]), total) for word in query_words(text)]
-    return sum(max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in counts) or 1.0
+def convex_fusion(
+    rankings: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float], floors: Sequence[float]
+) -> Scores:
+    """score(id) = Σ over rankings of weight × (score − floor) / (the ranking's best score − floor), 0 where
+    the id is absent."""
+    fused: Scores = {}
+    for ranking, weight, floor in zip(rankings, weights, floors, strict=True):
+        if not ranking:
+            continue
+        span = max(score for _, score in ranking) - floor
+        for item, score in ranking:
+            scaled = (score - floor) / span if span > 0 else 1.0
+            fused[item] = fused.get(item, 0.0) + weight * scaled
+    return fused
 
 
 def rrf(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
@@ -55,32 +58,28 @@ def rrf(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Score
     return scores
 
 
+def pairs(hits: list[Hit]) -> list[tuple[int, float]]:
+    return [(hit.chunk_id, hit.score) for hit in hits]
+
+
 def convex_min_max(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
     """`convex_fusion` with each list's own lowest score as its floor."""
-    lists = [[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)]
+    lists = [pairs(dense), pairs(bm25)]
     floors = [min((score for _, score in ranking), default=0.0) for ranking in lists]
     return convex_fusion(lists, [weight, 1.0], floors)
 
 
 def convex_theoretical(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
-    lists = [[(h.chunk_id, h.score) for h in hits] for hits in (dense, bm25)]
-    return convex_fusion(lists, [weight, 1.0], [LOWEST_COSINE, LOWEST_BM25])
-
-
-def plus_bm25_over_idf_mass(dense_scores: Scores, bm25: list[Hit], bound: float) -> Scores:
-    """`dense_scores` (already weighted) plus each BM25 hit's score divided by the query's IDF mass."""
-    for hit in bm25:
-        dense_scores[hit.chunk_id] = dense_scores.get(hit.chunk_id, 0.0) + hit.score / bound
-    return dense_scores
+    return convex_fusion([pairs(dense), pairs(bm25)], [weight, 1.0], [LOWEST_COSINE, LOWEST_BM25])
 
 
 def by_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
-    scaled = convex_fusion([[(h.chunk_id, h.score) for h in dense]], [weight], [LOWEST_COSINE])
-    return plus_bm25_over_idf_mass(scaled, bm25, bound)
+    scaled = convex_fusion([pairs(dense)], [weight], [LOWEST_COSINE])
+    return hybrid_scores(scaled.items(), pairs(bm25), 1.0, bound)
 
 
 def cosine_and_idf_mass(dense: list[Hit], bm25: list[Hit], weight: float, bound: float) -> Scores:
-    return plus_bm25_over_idf_mass({hit.chunk_id: weight * hit.score for hit in dense}, bm25, bound)
+    return hybrid_scores(pairs(dense), pairs(bm25), weight, bound)
 
 
 # Each method fuses one query's (dense hits, BM25 hits, dense weight, the query's IDF mass).
@@ -117,7 +116,7 @@ def main() -> None:
         vectors = encoder.encode_queries(texts)
         dense = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="dense"), query_vectors=vectors)
         bm25 = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="bm25"))
-        bounds = [idf_mass(index.store, text) for text in texts]
+        bounds = [bm25_ranking(index.store, text, 1).idf_mass for text in texts]
     paths = {hit.chunk_id: hit.path for hits in dense + bm25 for hit in hits}
 
     def ndcg(rankings: list[list[str]]) -> float:

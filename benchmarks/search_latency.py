@@ -28,6 +28,7 @@ from rich.table import Table
 
 from llm2vec_search.encoder import Encoder
 from llm2vec_search.indexing.chunking import Chunk
+from llm2vec_search.indexing.options import SearchOptions
 from llm2vec_search.indexing.search import rank_queries
 from llm2vec_search.indexing.store import FileRecord, Store
 from llm2vec_search.indexing.vectors import VectorIndex
@@ -113,7 +114,7 @@ def time_queries(store, vectors, encoder, queries, mode: str, repeats: int) -> l
         began = time.perf_counter()
         vector = encoder.encode_queries([text])
         encoded = time.perf_counter()
-        rank_queries(store, vectors, [text], vector, k=10, mode=mode)
+        rank_queries(store, vectors, [text], vector, SearchOptions(k=10, mode=mode))
         done = time.perf_counter()
         totals.append(done - began)
         encodes.append(encoded - began)

@@ -1,4 +1,5 @@
-"""Search modes over a real index: dense, BM25 and hybrid (convex fusion), path globs, hostile query text."""
+"""Search modes over a real index: dense, BM25 and hybrid (cosine plus BM25 over the IDF mass), path globs,
+hostile query text."""
 
 from pathlib import Path
 
@@ -10,11 +11,13 @@ from llm2vec_search.indexing import Index
 from llm2vec_search.indexing.chunking import Chunk
 from llm2vec_search.indexing.options import DEFAULT_DENSE_WEIGHT, SearchOptions
 from llm2vec_search.indexing.search import (
+    BM25Ranking,
     Hit,
     bm25_ranking,
-    convex_fusion,
     english_stopwords,
     fts_query,
+    hybrid_scores,
+    idf,
     path_matcher,
     query_words,
     rank_hits,
@@ -67,8 +70,8 @@ def test_hybrid_fuses_both_lists(index):
     assert names(hits)[0] == "install.md"
     top = hits[0]
     assert top.dense_score is not None and top.bm25_score is not None
-    # BM25's best (1 after scaling) plus a share of the dense weight: found by both retrievers
-    assert 1.0 < top.score <= 1.0 + DEFAULT_DENSE_WEIGHT
+    idf_mass = bm25_ranking(index.store, "pip install package", 4).idf_mass
+    assert top.score == pytest.approx(DEFAULT_DENSE_WEIGHT * top.dense_score + top.bm25_score / idf_mass)
     assert len(hits) == 4
 
 
@@ -131,14 +134,9 @@ def test_query_words_count_each_word_once_unless_asked_for_repeats():
 
 def test_match_budget_keeps_the_rarest_words_that_fit():
     counts = {"common": 90, "middle": 30, "rare": 2, "absent": 0}
-
-    def match_count(query: str, cap: int) -> int:
-        return min(counts[query.strip('"')], cap)
-
-    words = list(counts)
-    assert split_by_match_budget(words, match_count, 200) == (words, [])
-    assert split_by_match_budget(words, match_count, 100) == (["absent", "rare"], ["common", "middle"])
-    assert split_by_match_budget(words, match_count, 4) == (["absent"], ["common", "middle", "rare"])
+    assert split_by_match_budget(counts, 200) == (list(counts), [])
+    assert split_by_match_budget(counts, 100) == (["absent", "rare"], ["common", "middle"])
+    assert split_by_match_budget(counts, 4) == (["absent"], ["common", "middle", "rare"])
 
 
 @pytest.fixture
@@ -163,9 +161,9 @@ def lexical_store(tmp_path):
 
 def test_over_the_match_budget_bm25_ranks_rare_word_chunks_by_the_whole_query(lexical_store):
     query = "alpha beta gamma delta"
-    exact = {row.id: score for row, score in bm25_ranking(lexical_store, query, 100, match_budget=10**6)}
+    exact = {row.id: score for row, score in bm25_ranking(lexical_store, query, 100, match_budget=10**6).hits}
     assert len(exact) == 30
-    pruned = bm25_ranking(lexical_store, query, 100, match_budget=12)  # delta + gamma fit 12 // 4
+    pruned = bm25_ranking(lexical_store, query, 100, match_budget=12).hits  # delta + gamma fit 12 // 4
     assert {row.text.count("gamma") for row, _ in pruned} == {1}
     assert [row.id for row, _ in pruned] == sorted(exact, key=lambda i: -exact[i])[:2]
     for row, score in pruned:
@@ -173,32 +171,47 @@ def test_over_the_match_budget_bm25_ranks_rare_word_chunks_by_the_whole_query(le
 
 
 def test_bm25_with_a_path_filter_and_a_match_budget(lexical_store):
-    hits = bm25_ranking(
+    ranking = bm25_ranking(
         lexical_store, "alpha delta", 10, matches=lambda path: path == "/c.txt", match_budget=1
     )
-    assert [row.text.count("delta") for row, _ in hits] == [1]
-    assert bm25_ranking(lexical_store, "alpha delta", 10, matches=lambda path: False, match_budget=1) == []
+    assert [row.text.count("delta") for row, _ in ranking.hits] == [1]
+    nothing = bm25_ranking(lexical_store, "alpha delta", 10, matches=lambda path: False, match_budget=1)
+    assert nothing.hits == []
+
+
+def test_idf_mass_is_what_fts5_scores_a_chunk_of_average_length_holding_each_word_once(tmp_path):
+    store = Store.open(tmp_path / "even", create=True)
+    texts = ["red fox", "red hen", "blue owl", "grey owl", "grey cat"]  # every chunk two words long
+    with store.transaction():
+        store.begin_file("/e.txt", "text")
+        store.insert_pending_chunks(
+            [Chunk(t, 0, len(t), 1, 1, "", path="/e.txt", ordinal=i) for i, t in enumerate(texts)]
+        )
+        store.commit_pending_chunks()
+    ranking = bm25_ranking(store, "red fox", 5)
+    assert ranking.idf_mass == pytest.approx(idf(2, 5) + idf(1, 5))
+    best, score = ranking.hits[0]
+    assert best.text == "red fox" and score == pytest.approx(ranking.idf_mass)
+    assert idf(5, 5) == 1e-6  # a word in every chunk: FTS5's floor, not a negative IDF
+    store.close()
 
 
 def test_query_of_only_punctuation_gives_no_bm25_hits(index):
     assert index.search("???", SearchOptions(mode="bm25")) == []
 
 
-def test_convex_fusion_math():
+def test_hybrid_scores_add_the_weighted_cosine_and_bm25_over_the_idf_mass():
     dense, bm25 = [(1, 0.9), (2, 0.5), (3, -0.2)], [(3, 12.0), (1, 4.0)]
-    scores = convex_fusion([dense, bm25], weights=[0.5, 1.0], floors=[-1.0, 0.0])
-    assert scores[1] == pytest.approx(0.5 * 1.0 + 4 / 12)  # best dense
-    assert scores[2] == pytest.approx(0.5 * 1.5 / 1.9)  # absent from BM25
-    assert scores[3] == pytest.approx(0.5 * 0.8 / 1.9 + 1.0)
-    # scaled from the floor, not from the list's lowest: fetching fewer leaves the scores as they were
-    assert convex_fusion([dense[:2], bm25[:1]], [0.5, 1.0], [-1.0, 0.0])[2] == pytest.approx(scores[2])
-    assert convex_fusion([[(4, -1.0)], []], weights=[1.0, 1.0], floors=[-1.0, 0.0]) == {4: 1.0}
+    scores = hybrid_scores(dense, bm25, dense_weight=0.5, idf_mass=8.0)
+    assert scores == pytest.approx({1: 0.45 + 0.5, 2: 0.25, 3: -0.1 + 1.5})
+    # a chunk matching a small share of a long query's IDF mass adds little, however high it ranks in BM25
+    assert hybrid_scores([], [(4, 2.0)], dense_weight=0.25, idf_mass=40.0) == {4: 0.05}
 
 
 def test_rank_hits_keeps_each_retrievers_score(index):
     rows = index.store.chunks_by_id(sorted(index.store.committed_chunk_ids()))
     a, b = list(rows.values())[:2]
-    hits = rank_hits([(a, 0.9)], [(b, 3.0), (a, 1.0)], k=5, dense_weight=1.5)
+    hits = rank_hits([(a, 0.9)], BM25Ranking([(b, 3.0), (a, 1.0)], 2.0), k=5, dense_weight=1.5)
     assert [h.chunk_id for h in hits] == [a.id, b.id]
     assert (hits[0].dense_score, hits[0].bm25_score) == (0.9, 1.0)
     assert (hits[1].dense_score, hits[1].bm25_score) == (None, 3.0)
@@ -207,7 +220,7 @@ def test_rank_hits_keeps_each_retrievers_score(index):
 def test_dense_weight_tilts_hybrid_fusion(index):
     rows = index.store.chunks_by_id(sorted(index.store.committed_chunk_ids()))
     a, b = list(rows.values())[:2]
-    dense, bm25 = [(a, 0.9), (b, 0.1)], [(b, 3.0), (a, 1.0)]  # each retriever puts the other first
+    dense, bm25 = [(a, 0.9), (b, 0.1)], BM25Ranking([(b, 3.0), (a, 1.0)], 2.0)  # each puts the other first
     assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=3.0)] == [a.id, b.id]
     assert [h.chunk_id for h in rank_hits(dense, bm25, k=2, dense_weight=0.5)] == [b.id, a.id]
     with pytest.raises(L2VError, match="dense_weight must be from 0 to 100"):

@@ -41,8 +41,8 @@ class SearchOptions:
     dense_weight: float = field(
         default=DEFAULT_DENSE_WEIGHT,
         metadata={
-            "description": "Hybrid: weight of the dense scores against BM25's 1, each scaled to [0, 1] over "
-            "its list.",
+            "description": "Hybrid: weight of the dense (cosine) scores, added to BM25's divided by the sum "
+            "of the query words' IDFs (about the share of the query a chunk matches).",
             "ge": 0.0,
             "le": MAX_DENSE_WEIGHT,
         },

@@ -1,5 +1,5 @@
-"""Ranking over an index's two halves: dense (FAISS), BM25 (SQLite FTS5) and hybrid (a weighted sum of the two
-lists' scaled scores).
+"""Ranking over an index's two halves: dense (FAISS), BM25 (SQLite FTS5) and hybrid (the weighted cosine plus
+BM25 over the query's IDF mass).
 
 `Index.search_many` is the way in: it checks the query texts (the `SearchOptions` were checked when built),
 brings the query vectors, and calls `rank_queries`. Everything here only reads the store and the vectors.
@@ -8,8 +8,9 @@ its scores, and `Hit.to_dict` is how every one of them serializes it.
 """
 
 import importlib.util
+import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from .store import Store
     from .vectors import VectorIndex
 
-# The lowest score each retriever can give, from which hybrid fusion scales its scores.
-LOWEST_COSINE, LOWEST_BM25 = -1.0, 0.0
 # Each retriever's list is taken this deep (at least k) before fusion.
 FUSION_DEPTH = 50
 # With a path filter, FAISS is asked for this many times k first, then more until enough hits pass the filter.
@@ -143,41 +142,42 @@ def fts_query(words: Sequence[str]) -> str:
     return " OR ".join(f'"{word}"' for word in words)
 
 
-def split_by_match_budget(
-    words: Sequence[str], match_count: Callable[[str, int], int], budget: int
-) -> tuple[list[str], list[str]]:
-    """(rare, common): every word is rare when their chunk counts sum to at most `budget`; past it, rare
-    words are the rarest summing to at most a quarter of it (at least one), so that ranking their chunks
-    twice costs less than ranking everything once. `match_count(fts_query, cap)` counts chunks up to cap."""
-    counts = {word: match_count(fts_query([word]), budget + 1) for word in words}
+def split_by_match_budget(counts: dict[str, int], budget: int) -> tuple[list[str], list[str]]:
+    """(rare, common) words by their chunk counts: every word is rare when the counts sum to at most
+    `budget`; past it, rare words are the rarest summing to at most a quarter of it (at least one), so that
+    ranking their chunks twice costs less than ranking everything once."""
     if sum(counts.values()) <= budget:
-        return list(words), []
+        return list(counts), []
     rare, total = [], 0
-    for word in sorted(words, key=counts.__getitem__):
+    for word in sorted(counts, key=counts.__getitem__):
         if rare and total + counts[word] > budget // 4:
             break
         rare.append(word)
         total += counts[word]
-    return rare, [word for word in words if word not in rare]
+    return rare, [word for word in counts if word not in rare]
 
 
-def convex_fusion(
-    rankings: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float], floors: Sequence[float]
+def idf(chunks_with_word: int, chunks: int) -> float:
+    """A word's IDF as FTS5's bm25() takes it: log((N − n + 0.5) / (n + 0.5)), floored at 1e-6."""
+    return max(math.log((chunks - chunks_with_word + 0.5) / (chunks_with_word + 0.5)), 1e-6)
+
+
+def hybrid_scores(
+    dense: Iterable[tuple[int, float]],
+    bm25: Iterable[tuple[int, float]],
+    dense_weight: float,
+    idf_mass: float,
 ) -> dict[int, float]:
-    """score(id) = Σ over rankings of weight × (score − floor) / (the ranking's best score − floor), 0 where
-    the id is absent: a convex combination of scores scaled from the lowest each retriever can give (cosine
-    −1, BM25 0) to its best. Unlike scaling from a list's own lowest score, this does not change with how
-    deep the lists are fetched (that is, with k). On squad_dev it beat reciprocal rank fusion at every weight,
-    and BM25 alone where reciprocal rank fusion never did (`benchmarks/fusion.py`), as Bruch et al. (2023)
-    report of convex combinations on other collections."""
-    fused: dict[int, float] = {}
-    for ranking, weight, floor in zip(rankings, weights, floors, strict=True):
-        if not ranking:
-            continue
-        span = max(score for _, score in ranking) - floor
-        for item, score in ranking:
-            scaled = (score - floor) / span if span > 0 else 1.0
-            fused[item] = fused.get(item, 0.0) + weight * scaled
+    """score(id) = dense_weight × cosine + BM25 / the query's IDF mass, a list the id is absent from adding 0.
+
+    BM25 over the IDF mass (the sum of the query words' IDFs, about what a chunk holding each word once
+    scores) is about the share of the query a chunk matches. Scaling BM25 by its list's best score instead
+    gave a chunk matching one common word of a long question BM25's full weight, which no dense score could
+    overturn: a paraphrase found by the dense half lost to a stray word match. On the dev sets, at weight
+    0.25 and 50-deep lists, this fusion beat that one (`benchmarks/fusion.py`, docs/quality.md)."""
+    fused = {item: dense_weight * score for item, score in dense}
+    for item, score in bm25:
+        fused[item] = fused.get(item, 0.0) + score / idf_mass
     return fused
 
 
@@ -196,39 +196,46 @@ def dense_ranking(
         fetch = min(fetch * 4, vectors.count)
 
 
+@dataclass
+class BM25Ranking:
+    """BM25's best chunks for a query, and the query's IDF mass (Σ of its words' IDFs), which hybrid fusion
+    divides BM25 by (`hybrid_scores`)."""
+
+    hits: list[tuple[Chunk, float]]
+    idf_mass: float
+
+
 def bm25_ranking(
     store: "Store", text: str, depth: int, matches=None, match_budget: int = BM25_MATCH_BUDGET
-) -> list[tuple[Chunk, float]]:
+) -> BM25Ranking:
     """BM25 over the query's words. When they are in more than `match_budget` chunks, only chunks holding a
     rare word are ranked, still scored on every word: Lucene's common-terms query. FTS5 scores every chunk
-    any word is in, so common words set the cost while adding little to the ranking (their IDF is low)."""
+    any word is in, so common words set the cost while adding little to the ranking (their IDF is low).
+    Each word's chunks are counted once (cheaper than ranking them) for both the budget and the IDFs."""
     words = query_words(text)
     if not words:
-        return []
-    rare, common = split_by_match_budget(words, store.match_count, match_budget)
-    return store.bm25(fts_query(words), depth, matches, matching=fts_query(rare) if common else None)
+        return BM25Ranking([], 1.0)
+    counts = {word: store.match_count(fts_query([word])) for word in words}
+    chunks = store.fts_count()
+    idf_mass = sum(idf(count, chunks) for count in counts.values())
+    rare, common = split_by_match_budget(counts, match_budget)
+    hits = store.bm25(fts_query(words), depth, matches, matching=fts_query(rare) if common else None)
+    return BM25Ranking(hits, idf_mass)
 
 
 def rank_hits(
-    dense: list[tuple[Chunk, float]] | None,
-    bm25: list[tuple[Chunk, float]] | None,
-    k: int,
-    dense_weight: float,
+    dense: list[tuple[Chunk, float]] | None, bm25: BM25Ranking | None, k: int, dense_weight: float
 ) -> list[Hit]:
-    """Turn one retriever's list into hits, or fuse both (`convex_fusion`) when both are given."""
+    """Turn one retriever's list into hits, or fuse both (`hybrid_scores`) when both are given."""
+    bm25_hits = bm25.hits if bm25 is not None else None
     dense_scores = {row.id: score for row, score in dense or []}
-    bm25_scores = {row.id: score for row, score in bm25 or []}
-    rows = {row.id: row for row, _ in [*(dense or []), *(bm25 or [])]}
+    bm25_scores = {row.id: score for row, score in bm25_hits or []}
+    rows = {row.id: row for row, _ in [*(dense or []), *(bm25_hits or [])]}
     if dense is not None and bm25 is not None:
-        fused = convex_fusion(
-            [[(r.id, score) for r, score in dense], [(r.id, score) for r, score in bm25]],
-            weights=[dense_weight, 1.0],
-            floors=[LOWEST_COSINE, LOWEST_BM25],
-        )
-        order = sorted(fused, key=lambda i: -fused[i])[:k]
-        scores = fused
+        scores = hybrid_scores(dense_scores.items(), bm25_scores.items(), dense_weight, bm25.idf_mass)
+        order = sorted(scores, key=lambda i: -scores[i])[:k]
     else:
-        only = dense if dense is not None else bm25
+        only = dense if dense is not None else bm25_hits
         order = [row.id for row, _ in only[:k]]
         scores = dense_scores if dense is not None else bm25_scores
     return [
