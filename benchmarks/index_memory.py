@@ -1,5 +1,6 @@
 """Memory per million vectors of each `--index-type`, measured on random unit vectors of the default model's
-dimension (640): cheap, and the memory of these structures does not depend on what the vectors mean.
+dimension (384, its distilled head's width): cheap, and the memory of these structures does not depend on
+what the vectors mean.
 
 Each kind is built in its own forked process, the way an index builds it (`VectorIndex.reshape` from
 `--count` vectors: IVF trained on a sample, with the hash-table direct map that removals need); then another
@@ -22,7 +23,7 @@ import psutil
 
 from llm2vec_search.indexing.vectors import INDEX_TYPES, VectorIndex
 
-DIM = 640  # Gemma 3 270M's hidden size: the default model's vectors
+DIM = 384  # the default model's vectors: its distilled head's width (Gemma 3 270M's hidden size is 640)
 
 
 def random_unit(count: int, dim: int, seed: int) -> np.ndarray:

@@ -194,7 +194,7 @@ def test_serve_line_answers_the_readmes_clients(sandbox, tmp_path):
         assert curl.returncode == 0 and json.loads(curl.stdout)["hits"], curl.stdout + curl.stderr
         openai_block, rag_block = fenced_blocks(README.read_text(), "python")[1:]
         vector = run_python(sandbox, openai_block + "\nprint(len(vector))\n", cwd=sandbox.work)
-        assert vector.strip() == "640"
+        assert vector.strip() == "384"
         printed = run_python(sandbox, rag_block + "\nprint(len(hits), prompt)\n", cwd=ROOT)
         assert int(printed.split()[0]) >= 1 and "Which antibiotics were found in soil?" in printed, printed
     finally:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
-# Query vectors kept by default: 1,024 × 640 floats, 2.6 MB for the default model.
+# Query vectors kept by default: 1,024 × 384 floats, 1.6 MB for the default model.
 QUERY_CACHE_SIZE = 1024
 
 

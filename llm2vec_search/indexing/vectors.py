@@ -24,7 +24,7 @@ from ..errors import L2VError, one_line, write_failed
 VECTORS_NAME = "vectors.faiss"
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
 AUTO_ANN_THRESHOLD = 50_000
-# From here raw vectors take gigabytes (2.6 GB a million at 640 dimensions); 8-bit codes take a quarter.
+# From here raw vectors take gigabytes (1.5 GB a million at the default's 384 dimensions); 8-bit, a quarter.
 AUTO_SQ_THRESHOLD = 1_000_000
 # IVF needs enough vectors to train its centroids; below this an explicit IVF index stays flat.
 MIN_IVF_TRAIN = 2_000
