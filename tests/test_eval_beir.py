@@ -1,6 +1,8 @@
 """BEIR retrieval eval: the loader's checks, the real `Index` pipeline, and the CLI end to end."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,17 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(beir_dir, extra_qrels, args, 
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scifact_pairs_script_holds_out_queries_as_a_dev_split(tmp_path, tiny_model_dir):
+    """`make_scifact_pairs.py --hold-out`: the held-out train queries make no pairs and are a `dev` split."""
+    train = write_beir(tmp_path / "scifact", split="train")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_scifact_pairs.py"
+    pairs, dev = tmp_path / "pairs.jsonl", tmp_path / "dev" / "scifact"
+    command = [sys.executable, script, train, pairs, "--hold-out", "0.34", "--dev-dir", dev]
+    subprocess.run([*command, "--model", tiny_model_dir], check=True, capture_output=True)
+    held_out = load_beir(dev, split="dev")
+    assert len(held_out.queries) == 1  # round(0.34 × 3 judged queries)
+    assert held_out.corpus_hash == load_beir(train, split="train").corpus_hash  # the eval cache is reused
+    paired = {json.loads(line)["query"] for line in pairs.read_text().splitlines()}
+    assert len(paired) == 2 and paired.isdisjoint(held_out.queries.values())
