@@ -33,7 +33,13 @@ from search_latency import ROOT, build_store, percentiles, read_texts
 from llm2vec_search.evaluation.beir import load_beir
 from llm2vec_search.evaluation.metrics import mean_metrics
 from llm2vec_search.evaluation.retrieval import LexicalOnlyEncoder, build_eval_index, eval_chunking
-from llm2vec_search.indexing.search import BM25_MATCH_BUDGET, bm25_ranking, fts_query, query_words
+from llm2vec_search.indexing.search import (
+    BM25_MATCH_BUDGET,
+    bm25_ranking,
+    fts_query,
+    query_words,
+    word_chunk_counts,
+)
 from llm2vec_search.indexing.store import BM25_SCORE, CHUNK_COLUMNS
 
 DEPTH = 50
@@ -65,7 +71,7 @@ def rankings(store) -> dict[str, Callable[[str], object]]:
         ).fetchall(),
         "FTS5 first, exact": lambda text: bm25_ranking(store, text, DEPTH, match_budget=NO_BUDGET).hits,
         f"FTS5 first, budget {BM25_MATCH_BUDGET:,} (now)": lambda text: bm25_ranking(store, text, DEPTH).hits,
-        "of which: word counts": lambda text: [store.match_count(fts_query([w])) for w in query_words(text)],
+        "of which: word counts": lambda text: word_chunk_counts(store, query_words(text)),
     }
 
 

@@ -196,6 +196,11 @@ def dense_ranking(
         fetch = min(fetch * 4, vectors.count)
 
 
+def word_chunk_counts(store: "Store", words: Sequence[str]) -> dict[str, int]:
+    """How many chunks hold each word: its IDF, and what ranking it would cost (`split_by_match_budget`)."""
+    return {word: store.match_count(fts_query([word])) for word in words}
+
+
 @dataclass
 class BM25Ranking:
     """BM25's best chunks for a query, and the query's IDF mass (Σ of its words' IDFs), which hybrid fusion
@@ -215,7 +220,7 @@ def bm25_ranking(
     words = query_words(text)
     if not words:
         return BM25Ranking([], 1.0)
-    counts = {word: store.match_count(fts_query([word])) for word in words}
+    counts = word_chunk_counts(store, words)
     chunks = store.fts_count()
     idf_mass = sum(idf(count, chunks) for count in counts.values())
     rare, common = split_by_match_budget(counts, match_budget)

@@ -325,7 +325,7 @@ class Store:
         return int(pending), int(files)
 
     def fts_count(self) -> int:
-        """Rows in the FTS index (for consistency checks)."""
+        """Rows in the FTS index: for consistency checks, and the N in a word's IDF (`search.idf`)."""
         return int(self.conn.execute("SELECT count(*) FROM chunks_fts_docsize").fetchone()[0])
 
     def bm25(
