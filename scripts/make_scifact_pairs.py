@@ -47,6 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.hold_out and not args.dev_dir:
         parser.error("--hold-out needs --dev-dir")
+    links = [args.dev_dir / name for name in (CORPUS_FILE, QUERIES_FILE)] if args.hold_out else []
+    if any(link.exists() and not link.is_symlink() for link in links):  # a real BEIR folder: never replace it
+        parser.error(f"{args.dev_dir} holds a BEIR folder's own files; give a new folder as --dev-dir")
     data = load_beir(args.scifact, split="train")
     count = round(args.hold_out * len(data.queries))
     held_out = set(random.Random(args.seed).sample(sorted(data.queries), count))
@@ -76,7 +79,7 @@ def write_dev_split(scifact: Path, dev_dir: Path, held_out: set[str]) -> None:
     (dev_dir / QRELS_DIR).mkdir(parents=True, exist_ok=True)
     for name in (CORPUS_FILE, QUERIES_FILE):
         link = dev_dir / name
-        link.unlink(missing_ok=True)
+        link.unlink(missing_ok=True)  # a link an earlier run made (`main` refuses real files)
         link.symlink_to((scifact / name).resolve())
     header, *lines = (scifact / QRELS_DIR / "train.tsv").read_text().splitlines()
     kept = [line for line in lines if line.split("\t", 1)[0] in held_out]

@@ -244,3 +244,9 @@ def test_scifact_pairs_script_holds_out_queries_as_a_dev_split(tmp_path, tiny_mo
     assert held_out.corpus_hash == load_beir(train, split="train").corpus_hash  # the eval cache is reused
     paired = {json.loads(line)["query"] for line in pairs.read_text().splitlines()}
     assert len(paired) == 2 and paired.isdisjoint(held_out.queries.values())
+    subprocess.run([*command, "--model", tiny_model_dir], check=True, capture_output=True)  # a rerun replaces
+    corpus = (train / "corpus.jsonl").read_text()
+    into_itself = [sys.executable, script, train, pairs, "--hold-out", "0.34", "--dev-dir", train]
+    refused = subprocess.run([*into_itself, "--model", tiny_model_dir], capture_output=True, text=True)
+    assert refused.returncode == 2 and "give a new folder as --dev-dir" in refused.stderr
+    assert not (train / "corpus.jsonl").is_symlink() and (train / "corpus.jsonl").read_text() == corpus
