@@ -7,10 +7,11 @@
     python scripts/ship_default.py RUN_DIR --layers 14 --to DIR      # pruned: only the first 14 layers run
 
 Copies `l2v-model.json` and each listed adapter (config + weights, halved to fp16: half the size; the vectors
-agree with fp32 adapters to a cosine above 0.9999; a distilled stage's head stays fp32) and keeps the target's
-MODEL_CARD.md; checkpoints, logs and PEFT's generated model cards stay
-behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of its run (any step it saved
-one at: the one a dev set chose, or the last of a run stopped early) and lists the stage in `l2v-model.json`.
+agree with fp32 adapters to a cosine above 0.9999; the head in use stays fp32, one a later distillation
+replaced is left behind) and keeps the target's MODEL_CARD.md; checkpoints, logs and PEFT's generated model
+cards stay behind. `--checkpoint STAGE:STEP` takes a stage's adapter from a checkpoint of its run (any step it
+saved one at: the one a dev set chose, or the last of a run stopped early) and lists the stage in
+`l2v-model.json`.
 Replaces `llm2vec_search/models/default/`, or writes DIR with `--to` (to evaluate a checkpoint before shipping
 it). A run stopped before its end has no `l2v-model.json` yet: `--start` names the model it trained on top of,
 whose adapters come first, and the stage's recorded settings give the query instruction it was trained with.
@@ -83,7 +84,9 @@ def main() -> None:
             {k: v.half().contiguous() for k, v in weights.items()},
             staging / adapter / "adapter_model.safetensors",
         )
-        if (source / HEAD_FILE).is_file():  # a distilled stage's head, kept in fp32 (it is small)
+        if adapter in from_checkpoint and (source / HEAD_FILE).is_file():
+            config["head"] = f"{adapter}/{HEAD_FILE}"  # a distillation stopped early: its head applies
+        if config.get("head") == f"{adapter}/{HEAD_FILE}":  # the head in use, kept in fp32 (it is small)
             shutil.copy2(source / HEAD_FILE, staging / adapter / HEAD_FILE)
     if (target / "MODEL_CARD.md").is_file():
         shutil.copy2(target / "MODEL_CARD.md", staging / "MODEL_CARD.md")

@@ -1,6 +1,8 @@
 """`train distill`: a tiny random student learns from a tiny random sentence-transformers teacher."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,26 @@ def test_distilled_model_loads_with_its_head_and_moved_towards_the_teacher(tiny_
     assert float(np.mean(np.sum(vectors * teacher.encode(texts), axis=1))) > 0.5
     # A checkpoint holds its head too, so it loads and ships as it is.
     assert (out / "checkpoints" / "distill" / "step-0000006" / "adapter" / "head.safetensors").is_file()
+
+
+def test_a_distilled_model_is_distilled_again_on_top_with_its_own_head(tiny_model_dir, teacher, tmp_path):
+    first = tmp_path / "first"
+    train_distill(StartingPoint.from_spec(str(tiny_model_dir)), TEXTS, teacher, settings(), first)
+    second = tmp_path / "second"
+    losses = train_distill(StartingPoint.from_spec(str(first)), TEXTS, teacher, settings(), second)
+    assert losses is not None
+    config = json.loads((second / "l2v-model.json").read_text())
+    assert config["adapters"] == ["distill", "distill-2"] and config["head"] == "distill-2/head.safetensors"
+    texts = [item.text for item in TEXTS if not item.query]
+    vectors = Encoder.from_pretrained(second, device="cpu").encode(texts)
+    assert float(np.mean(np.sum(vectors * teacher.encode(texts), axis=1))) > 0.5
+    # Shipped, it keeps only the head in use and gives the same vectors (adapters in fp16).
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_default.py"
+    shipped = tmp_path / "shipped"
+    subprocess.run([sys.executable, script, second, "--to", shipped], check=True, capture_output=True)
+    assert not (shipped / "distill" / "head.safetensors").exists()
+    shipped_vectors = Encoder.from_pretrained(shipped, device="cpu").encode(texts)
+    np.testing.assert_allclose(shipped_vectors, vectors, atol=1e-3)
 
 
 def test_a_pruned_student_is_distilled_and_saved_pruned(tiny_model_dir, teacher, tmp_path):

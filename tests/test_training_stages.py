@@ -29,8 +29,7 @@ from llm2vec_search.training import (
     train_supervised,
 )
 from llm2vec_search.training.loop import checkpoint_adapter, train
-from llm2vec_search.training.setup import record_stage
-from llm2vec_search.training.supervised import free_adapter_name
+from llm2vec_search.training.setup import free_adapter_name, record_stage
 
 TEXTS = ["the cat sat on the mat", "stock markets fell sharply", "proteins fold"]
 
@@ -220,7 +219,7 @@ def test_a_second_supervised_stage_goes_on_top_of_the_first(tmp_path, base_dir):
     settings = SupervisedSettings(steps=1, batch_size=3, max_length=64, save_every=1, device="cpu")
     train_supervised(StartingPoint.from_spec(str(base_dir)), sources, settings, tmp_path / "first")
     on_top = StartingPoint.from_spec(str(tmp_path / "first"))
-    assert free_adapter_name(on_top) == "supervised-2"
+    assert free_adapter_name(on_top, "supervised") == "supervised-2"
     train_supervised(on_top, sources, settings, tmp_path / "second")
     config = json.loads((tmp_path / "second" / "l2v-model.json").read_text())
     assert config["adapters"] == ["supervised", "supervised-2"]

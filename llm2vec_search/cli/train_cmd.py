@@ -225,7 +225,7 @@ def supervised(
     """
     from ..errors import L2VError
     from ..training import StartingPoint, SupervisedSettings, read_sources, train_supervised
-    from ..training.supervised import free_adapter_name
+    from ..training.setup import free_adapter_name
 
     settings = SupervisedSettings(
         **_contrastive_options(
@@ -244,7 +244,7 @@ def supervised(
         instructions[file] = text
     sources = read_sources(data, instructions)
     start = StartingPoint.from_spec(model)
-    name = adapter_name or free_adapter_name(start)
+    name = adapter_name or free_adapter_name(start, "supervised")
     _train(
         train_supervised,
         name,
@@ -294,12 +294,13 @@ def distill(
     """Distil a trained embedder into the model: top layers (LoRA) + a linear head to the teacher's space.
 
     The teacher's vectors and the frozen layers' output are computed once and cached, so each step trains
-    only the top --lora-layers (default 4) layers.
+    only the top --lora-layers (default 4) layers. On a model distilled already, the new distillation (new
+    texts, a fresh schedule) goes on top as `distill-2`, with its own head.
     """
     import math
 
     from ..training.distill import DistillSettings, read_distill_texts, train_distill
-    from ..training.setup import StartingPoint
+    from ..training.setup import StartingPoint, free_adapter_name
     from ..training.teacher import Teacher, default_teacher_dir
 
     options = {"relational_weight": relational_weight, "max_words": max_words}
@@ -313,9 +314,10 @@ def distill(
     start = StartingPoint.from_spec(model)
     if keep_layers is not None:
         start = start.pruned(keep_layers)
+    name = free_adapter_name(start, "distill")
     _train(
         train_distill,
-        "distill",
+        name,
         start,
         texts,
         Teacher(teacher or default_teacher_dir()),
@@ -325,6 +327,7 @@ def distill(
         resume=resume,
         record=_record(context),
         dev_data=dev_data,
+        name=name,
     )
 
 

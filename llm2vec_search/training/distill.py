@@ -32,7 +32,7 @@ from .data import read_texts
 from .distill_dev import DevProbe, DevTexts, append_row, teacher_scores
 from .features import HEAD_FILE, TopLayers, cached_features, texts_key
 from .loop import StageOptions, TrainStep, run_stage
-from .setup import StartingPoint
+from .setup import StartingPoint, free_adapter_name
 from .supervised import DEFAULT_QUERY_INSTRUCTION
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,9 @@ class DistillStage:
         settings: DistillSettings,
         dev: DevTexts | None = None,
         on_phase: Callable[[str, int, int], None] | None = None,
+        name: str = "distill",
     ) -> None:
-        self.name = "distill"
+        self.name = name
         self.settings = settings
         self.targets = torch.from_numpy(targets)
         encoder, peft_model, self.device = training_encoder(start, settings, settings.query_instruction)
@@ -222,9 +223,11 @@ def train_distill(
     *,
     dev_data: Path | None = None,
     on_phase: Callable[[str, int, int], None] | None = None,
+    name: str | None = None,
     **options: Unpack[StageOptions],
 ) -> list[float] | None:
-    """Distil `teacher` into the model at `start`; writes `out_dir/distill/` (LoRA adapter + head).
+    """Distil `teacher` into the model at `start`; writes `out_dir/distill/` (LoRA adapter + head), or
+    `distill-2/`, ... when `start` was distilled already (a distillation continued on new texts).
 
     With `dev_data` (the folder holding `squad_dev/` and `stsbenchmark/`), the dev sample is scored at the
     start and at every checkpoint into `out_dir/distill-dev.jsonl`, with the teacher's own row first.
@@ -233,9 +236,10 @@ def train_distill(
     targets = teacher_vectors(teacher, texts, phase)
     dev = DevTexts.load(dev_data) if dev_data else None
     stages: list[DistillStage] = []
+    name = name or free_adapter_name(start, "distill")
 
     def build() -> DistillStage:
-        stages.append(DistillStage(start, texts, targets, settings, dev, on_phase))
+        stages.append(DistillStage(start, texts, targets, settings, dev, on_phase, name))
         if dev and not options.get("resume"):
             dev_log = out_dir / "distill-dev.jsonl"
             dev_log.unlink(missing_ok=True)
@@ -254,13 +258,13 @@ def train_distill(
 
     record = {**(options.pop("record", None) or {}), "texts": len(texts), "teacher": str(teacher.directory)}
     return run_stage(
-        "distill",
+        name,
         build,
         start,
         settings,
         out_dir,
         record=record,
-        head=f"distill/{HEAD_FILE}",
+        head=f"{name}/{HEAD_FILE}",
         on_step=on_step,
         query_instruction=options.pop("query_instruction", None) or settings.query_instruction,
         **options,

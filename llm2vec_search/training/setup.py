@@ -135,6 +135,18 @@ def add_lora(model: nn.Module, settings: TrainSettings):
         return get_peft_model(model, config)
 
 
+def free_adapter_name(start: StartingPoint, stage: str) -> str:
+    """`stage`, or `stage-2`, `stage-3`, ... when the starting model already has adapters of that name, so a
+    stage can be trained again on top of a model that already had one (a second supervised stage on the
+    shipped default; a distillation continued on new texts)."""
+    taken = {directory.name for directory in start.adapter_dirs}
+    name, number = stage, 1
+    while name in taken:
+        number += 1
+        name = f"{stage}-{number}"
+    return name
+
+
 def prepare_output(out_dir: Path, start: StartingPoint, stage: str, resume: bool) -> bool:
     """Check that `out_dir` can take `stage`; returns False when a resumed run finds it already trained."""
     names = [d.name for d in start.adapter_dirs]

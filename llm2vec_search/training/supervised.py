@@ -16,7 +16,7 @@ from .contrastive import ContrastiveSettings, contrastive_backward, step_mini_ba
 from .data import Pair, PairSource, mixed_batches
 from .loop import StageOptions, run_stage
 from .losses import info_nce
-from .setup import StartingPoint
+from .setup import StartingPoint, free_adapter_name
 
 DEFAULT_QUERY_INSTRUCTION = "Given a query, retrieve relevant passages"
 
@@ -28,17 +28,6 @@ class SupervisedSettings(ContrastiveSettings):
     batch_size: int = 64
     lr: float = 2e-4
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION
-
-
-def free_adapter_name(start: StartingPoint, stage: str = "supervised") -> str:
-    """`stage`, or `stage-2`, `stage-3`, ... when the starting model already has adapters of that name, so a
-    new supervised stage can be trained on top of a model that already had one (the shipped default)."""
-    taken = {directory.name for directory in start.adapter_dirs}
-    name, number = stage, 1
-    while name in taken:
-        number += 1
-        name = f"{stage}-{number}"
-    return name
 
 
 class SupervisedStage:
@@ -92,7 +81,7 @@ def train_supervised(
     """Train a supervised adapter into `out_dir/<name>/` on a mixture of pair sources (one source per
     batch); the model directory records the instruction used at search time. `name` defaults to the first
     free one of `supervised`, `supervised-2`, ..."""
-    name = name or free_adapter_name(start)
+    name = name or free_adapter_name(start, "supervised")
     return run_stage(
         name,
         lambda: SupervisedStage(start, sources, settings, name),
