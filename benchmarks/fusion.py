@@ -1,9 +1,10 @@
 """Hybrid fusion on a BEIR split: reciprocal rank fusion, convex combinations of scaled scores, and the raw
 cosine plus BM25 over the query's IDF mass (what hybrid search does).
 
-Both retrievers' top chunks (`FUSION_DEPTH`, as hybrid search takes for k ≤ 50) are fetched once per query
-through the cached eval index (build it first with `l2v-search eval retrieval --mode dense` and the same
-`--max-length`), then fused offline in three ways, for each weight w of the dense list against BM25's 1:
+Both retrievers' top chunks are fetched once per query through the cached eval index (build it first with
+`l2v-search eval retrieval --mode dense` and the same `--max-length`), as deep as the deepest of `--depths`
+(by default `FUSION_DEPTH`, as hybrid search takes for k ≤ 50; shallower depths take the lists' prefixes),
+then fused offline, for each weight w of the dense list against BM25's 1:
 - `rrf`: w / (60 + dense rank) + 1 / (60 + BM25 rank), what hybrid search did before;
 - `convex min-max`: w · d + b, each list's scores scaled from its lowest to its highest (Bruch et al. 2023,
   "An Analysis of Fusion Functions for Hybrid Retrieval"); a chunk missing from a list scores 0 there;
@@ -26,7 +27,7 @@ from llm2vec_search.encoder import Encoder
 from llm2vec_search.evaluation import load_beir, mean_metrics
 from llm2vec_search.evaluation.retrieval import build_eval_index, eval_chunking
 from llm2vec_search.indexing.options import SearchOptions
-from llm2vec_search.indexing.search import FUSION_DEPTH, Hit, bm25_ranking, hybrid_scores
+from llm2vec_search.indexing.search import FUSION_DEPTH, Hit, bm25_ranking, hybrid_scores, rank_hits
 
 RRF_K = 60
 # The lowest score each retriever can give, from which `convex theoretical` scales its scores.
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--weights", type=float, nargs="+", default=[3.0, 2.0, 1.0, 0.5, 0.35, 0.25, 0.15])
+    parser.add_argument("--depths", type=int, nargs="+", default=[FUSION_DEPTH], help="chunks per list")
     args = parser.parse_args()
     dataset = load_beir(args.dataset, args.split)
     encoder = Encoder.from_pretrained(args.model, max_length=args.max_length)
@@ -114,29 +116,36 @@ def main() -> None:
     index, embedded = build_eval_index(dataset, encoder, *eval_chunking(encoder.max_length))
     with index:
         vectors = encoder.encode_queries(texts)
-        dense = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="dense"), query_vectors=vectors)
-        bm25 = index.search_many(texts, SearchOptions(k=FUSION_DEPTH, mode="bm25"))
-        bounds = [bm25_ranking(index.store, text, 1).idf_mass for text in texts]
+        deepest = max(args.depths)
+        dense = index.search_many(texts, SearchOptions(k=deepest, mode="dense"), query_vectors=vectors)
+        bm25_rankings = [bm25_ranking(index.store, text, deepest) for text in texts]
+    bm25 = [rank_hits(None, ranking, deepest, 0.0) for ranking in bm25_rankings]
+    bounds = [ranking.idf_mass for ranking in bm25_rankings]
     paths = {hit.chunk_id: hit.path for hits in dense + bm25 for hit in hits}
 
     def ndcg(rankings: list[list[str]]) -> float:
         return mean_metrics(dataset.qrels, dict(zip(ids, rankings, strict=True)))["ndcg@10"]
 
     print(f"{args.split} split, {len(ids)} queries, model {args.model}, {embedded} chunks embedded now")
-    print(f"dense alone {ndcg([[h.path for h in hits] for hits in dense]):.4f}")
-    print(f"BM25 alone  {ndcg([[h.path for h in hits] for hits in bm25]):.4f}")
-    print(f"nDCG@10 by dense weight (BM25's is 1)\n{'weight':>8}  " + "  ".join(f"{m:>18}" for m in METHODS))
-    for weight in args.weights:
-        row = [
-            ndcg(
-                [
-                    doc_ranking(method(d, b, weight, m), paths)
-                    for d, b, m in zip(dense, bm25, bounds, strict=True)
-                ]
-            )
-            for method in METHODS.values()
-        ]
-        print(f"{weight:>8}  " + "  ".join(f"{value:>18.4f}" for value in row), flush=True)
+    for depth in args.depths:
+        print(
+            f"{depth}-deep lists\ndense alone {ndcg([[h.path for h in hits[:depth]] for hits in dense]):.4f}"
+        )
+        print(f"BM25 alone  {ndcg([[h.path for h in hits[:depth]] for hits in bm25]):.4f}")
+        print(
+            f"nDCG@10 by dense weight (BM25's is 1)\n{'weight':>8}  " + "  ".join(f"{m:>18}" for m in METHODS)
+        )
+        for weight in args.weights:
+            row = [
+                ndcg(
+                    [
+                        doc_ranking(method(d[:depth], b[:depth], weight, m), paths)
+                        for d, b, m in zip(dense, bm25, bounds, strict=True)
+                    ]
+                )
+                for method in METHODS.values()
+            ]
+            print(f"{weight:>8}  " + "  ".join(f"{value:>18.4f}" for value in row), flush=True)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,27 @@ def test_documents_are_ranked_once_by_their_best_chunk_and_searched_deeper_when_
         assert sorted(dense["q"]) == sorted(dataset.corpus)  # each document once
 
 
+def test_hybrid_ranks_its_top_documents_as_a_users_search_does(tmp_path):
+    """Evaluation searches deep (for Recall@100), and fusing deeper lists reorders hybrid's top; its top 10
+    must still be what a search for 10 hits returns. 130 one-chunk documents: 60 hold "zebra" once to six
+    times, so BM25 ranks more of them than a 50-deep list holds."""
+    corpus = [
+        {"_id": f"z{i}", "title": "", "text": "zebra " * (1 + i // 10) + f"note {i}"} for i in range(60)
+    ]
+    corpus += [{"_id": f"w{i}", "title": "", "text": f"grass note {i}"} for i in range(70)]
+    queries = [{"_id": "q", "text": "zebra note 5"}]
+    dataset = load_beir(
+        write_beir(tmp_path / "many", corpus, queries, "query-id\tcorpus-id\tscore\nq\tz5\t1\n")
+    )
+    index, _ = build_eval_index(dataset, tiny_encoder(), chunk_tokens=64, overlap_tokens=0)
+    with index:
+        options = SearchOptions(mode="hybrid", dense_weight=1.0)
+        users = [hit.path for hit in index.search("zebra note 5", options.replace(k=10))]
+        deep = [hit.path for hit in index.search("zebra note 5", options.replace(k=130))]
+        assert deep[:10] != users  # what an evaluation fusing its deep lists would have scored
+        assert rank_documents(index, {"q": "zebra note 5"}, options, depth=100)["q"][:10] == users
+
+
 # the CLI, as a user runs it
 def test_cli_bm25_run_prints_json_and_appends_a_result_line(beir_dir, tiny_model_dir, tmp_path):
     results = tmp_path / "out" / "eval.jsonl"

@@ -21,6 +21,7 @@ from ..indexing.chunking import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS
 from ..indexing.index import Index
 from ..indexing.index_encoder import SPECIAL_TOKEN_ROOM
 from ..indexing.options import SearchOptions
+from ..indexing.search import FUSION_DEPTH
 from .beir import BeirDataset
 from .metrics import mean_metrics
 
@@ -133,10 +134,16 @@ def rank_documents(
 
     The first pass asks for twice the average chunks per document times `depth`; queries that still come up
     short (a few documents with many matching chunks) are searched again, four times deeper each pass.
+    Hybrid search fuses lists as deep as `k` asks (at least `FUSION_DEPTH`), and deeper lists reorder the
+    top; so a hybrid ranking starts with the documents of a `FUSION_DEPTH`-chunk search, whose order is what
+    every search for up to `FUSION_DEPTH` hits returns, and only the documents below them (for Recall@100)
+    come from the deep search.
     """
     status = index.status()
     total_chunks = max(status.chunks, 1)
     k = min(total_chunks, max(depth, math.ceil(2 * depth * status.chunks / max(status.files, 1))))
+    head_k = min(total_chunks, FUSION_DEPTH) if options.mode == "hybrid" else 0
+    heads: dict[str, list[str]] = {}
     rankings: dict[str, list[str]] = {}
     pending = list(queries)
     first_pass = True
@@ -144,12 +151,16 @@ def rank_documents(
         short = []
         for start in range(0, len(pending), QUERY_BATCH):
             batch = pending[start : start + QUERY_BATCH]
+            texts = [queries[q] for q in batch]
             vectors = np.stack([query_vectors[q] for q in batch]) if query_vectors else None
-            results = index.search_many(
-                [queries[q] for q in batch], options.replace(k=k), query_vectors=vectors
-            )
+            if first_pass and head_k:
+                if vectors is None:  # embedded once for both searches
+                    vectors = index.query_encoder.encode_queries(texts)
+                results = index.search_many(texts, options.replace(k=head_k), query_vectors=vectors)
+                heads.update((q, [hit.path for hit in hits]) for q, hits in zip(batch, results, strict=True))
+            results = index.search_many(texts, options.replace(k=k), query_vectors=vectors)
             for query_id, hits in zip(batch, results, strict=True):
-                docs = list(dict.fromkeys(hit.path for hit in hits))
+                docs = list(dict.fromkeys([*heads.get(query_id, []), *(hit.path for hit in hits)]))
                 rankings[query_id] = docs[:depth]
                 if len(docs) < depth and len(hits) >= k and k < total_chunks:
                     short.append(query_id)
