@@ -160,6 +160,26 @@ def test_keep_layers_beyond_the_model_is_refused_before_any_work(tiny_model_dir,
     assert_user_error(result, "keep-layers must be in [1, 2] for this model, got 3")
 
 
+def test_zero_steps_fit_the_head_alone_and_train_nothing_else(tiny_model_dir, teacher, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(item.text + "\n" for item in TEXTS))
+    out = tmp_path / "head-only"
+    result = run_cli(
+        "train", "distill", "--model", str(tiny_model_dir), "--out", str(out), "--passages", str(texts),
+        "--steps", "0", "--lora-layers", "1", "--max-length", "96", "--teacher", str(teacher.directory),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "distill: 0 steps →" in result.stdout
+    student = Encoder.from_pretrained(out, device="cpu")
+    plain = Encoder.from_pretrained(tiny_model_dir, device="cpu")
+    sentences = [item.text for item in TEXTS]
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(student.project(plain.forward(plain.tokenize(sentences))))
+    # The trunk is the starting model's, unchanged; the vectors are its pooled output through the head.
+    np.testing.assert_allclose(student.encode(sentences), expected.numpy(), atol=1e-4)
+    assert student.dim == teacher.dim
+
+
 def test_resumed_run_continues_to_the_same_adapter(tiny_model_dir, teacher, tmp_path):
     start = StartingPoint.from_spec(str(tiny_model_dir))
     whole = tmp_path / "whole"

@@ -103,10 +103,9 @@ def _train(
         losses = train(*args, out, on_step=show, **options)
     if losses is None:
         console.print(f"{stage}: already trained in {out}", markup=False)
-    elif losses:
-        console.print(
-            f"{stage}: {len(losses)} steps, last loss {losses[-1]:.4f} → {out / stage}", markup=False
-        )
+    else:
+        last = f", last loss {losses[-1]:.4f}" if losses else ""
+        console.print(f"{stage}: {len(losses)} steps{last} → {out / stage}", markup=False)
 
 
 def _train_on_texts(
@@ -295,7 +294,8 @@ def distill(
 
     The teacher's vectors and the frozen layers' output are computed once and cached, so each step trains
     only the top --lora-layers (default 4) layers. On a model distilled already, the new distillation (new
-    texts, a fresh schedule) goes on top as `distill-2`, with its own head.
+    texts, a fresh schedule) goes on top as `distill-2`, with its own head. --steps 0 fits the head alone
+    (least squares on the frozen model's output) and trains nothing else.
     """
     import math
 

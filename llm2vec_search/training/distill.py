@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Unpack
+from typing import ClassVar, Unpack
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ class DistillSettings(ContrastiveSettings):
     lora_r: int = 32
     lora_alpha: int = 64
     lora_layers: int | None = 4
+    min_steps: ClassVar[int] = 0
     relational_weight: float = 1.0
     max_words: int = 100
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION

@@ -98,7 +98,7 @@ def linear_schedule(steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        return max(0.0, (steps - step) / (steps - warmup_steps))
+        return max(0.0, (steps - step) / max(1, steps - warmup_steps))
 
     return factor
 

@@ -2,6 +2,7 @@
 stage) and the set-up (which builds the model a stage trains) both read them without importing each other."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import L2VError
 
@@ -25,16 +26,20 @@ class TrainSettings:
     save_every: int = 100
     device: str = "auto"
     dtype: str = "auto"
+    # Distillation may run no step at all: its head, fitted by least squares, is then all that is trained.
+    min_steps: ClassVar[int] = 1
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "lora_r", "lora_alpha", "save_every"):
+        if self.steps < self.min_steps:
+            raise L2VError(f"steps must be at least {self.min_steps}, got {self.steps}")
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "save_every"):
             if getattr(self, name) < 1:
                 raise L2VError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
             raise L2VError(f"max-length must be at least 8 tokens, got {self.max_length}")
         if not self.lr > 0:
             raise L2VError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup_steps < self.steps:
+        if self.steps and not 0 <= self.warmup_steps < self.steps:
             raise L2VError(f"warmup-steps must be in [0, steps), got {self.warmup_steps}")
         if self.lora_layers is not None and self.lora_layers < 1:
             raise L2VError(f"lora-layers must be at least 1, got {self.lora_layers}")
